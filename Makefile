@@ -1,0 +1,29 @@
+# Everything a fresh Debian machine needs is installed by these targets (run as root, or with sudo rights).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench deps system-deps clean
+
+run: deps
+	$(PY) -m deploy.stack
+
+test: deps
+	$(PY) -m pytest tests
+
+bench: deps
+	$(PY) -m deploy.bench
+
+deps: system-deps $(STAMP)
+
+$(STAMP): requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $(STAMP)
+
+system-deps:
+	@bash deploy/install-system-deps.sh
+
+clean:
+	rm -rf $(VENV) .state

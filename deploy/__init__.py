@@ -1,0 +1,1 @@
+"""How Mercury runs: the local single-machine stack and the production manifests."""

@@ -1,0 +1,28 @@
+"""Topic names, registered once. The retry ladder has one topic per level; its delays are configuration."""
+import os
+
+REQUESTS = "mail.requests"
+EVENTS = "mail.events"
+DEAD = "mail.dead"
+RETRY_PREFIX = "mail.retry."
+
+
+def retry_delays() -> list[float]:
+    """Seconds each retry level waits, from MERCURY_RETRY_DELAYS (comma separated, ascending)."""
+    raw = os.environ.get("MERCURY_RETRY_DELAYS", "5,30,120,600")
+    delays = [float(part) for part in raw.split(",") if part.strip()]
+    if not delays or any(d <= 0 for d in delays):
+        raise ValueError(f"MERCURY_RETRY_DELAYS must be positive numbers, got {raw!r}")
+    return delays
+
+
+def retry_topic(level: int) -> str:
+    return f"{RETRY_PREFIX}{level}"
+
+
+def retry_topics() -> list[str]:
+    return [retry_topic(level) for level in range(len(retry_delays()))]
+
+
+def all_topics() -> list[str]:
+    return [REQUESTS, EVENTS, DEAD, *retry_topics()]

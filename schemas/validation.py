@@ -1,0 +1,48 @@
+"""Rules a mail must satisfy before anyone tries to send it, shared by the HTTP gateway and the dispatcher
+(which sees records from outside producers that never passed the gateway)."""
+import os
+
+from email_validator import EmailNotValidError, validate_email
+
+from schemas.model import Mail
+
+MAX_SUBJECT = int(os.environ.get("MERCURY_MAX_SUBJECT_CHARS", "998"))
+MAX_CONTENT = int(os.environ.get("MERCURY_MAX_CONTENT_BYTES", str(1024 * 1024)))
+MAX_RECIPIENTS = int(os.environ.get("MERCURY_MAX_RECIPIENTS", "50"))
+MAX_ID = 128
+
+
+class InvalidMail(ValueError):
+    """The mail can never be sent as it is; the message names the field and the problem."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def check_address(field: str, address: str) -> str:
+    """Return the normalized address or raise InvalidMail; never touches DNS."""
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as err:
+        raise InvalidMail(field, f"{address!r} is not a valid address ({err})") from err
+
+
+def check_mail(mail: Mail) -> Mail:
+    """Validate every field; returns the mail with normalized addresses."""
+    if not mail.id or len(mail.id) > MAX_ID:
+        raise InvalidMail("id", f"must be 1 to {MAX_ID} characters")
+    sender = check_address("sender", mail.sender)
+    if not mail.recipients:
+        raise InvalidMail("recipients", "at least one recipient is required")
+    if len(mail.recipients) > MAX_RECIPIENTS:
+        raise InvalidMail("recipients", f"{len(mail.recipients)} recipients, at most {MAX_RECIPIENTS} allowed")
+    recipients = tuple(check_address("recipients", r) for r in mail.recipients)
+    if len(mail.subject) > MAX_SUBJECT:
+        raise InvalidMail("subject", f"{len(mail.subject)} characters, at most {MAX_SUBJECT} allowed")
+    if "\r" in mail.subject or "\n" in mail.subject:
+        raise InvalidMail("subject", "must not contain line breaks")
+    if len(mail.content.encode()) > MAX_CONTENT:
+        raise InvalidMail("content", f"larger than {MAX_CONTENT} bytes")
+    return Mail(mail.id, sender, recipients, mail.subject, mail.content, mail.created_at, mail.origin)

@@ -1,0 +1,46 @@
+"""The one shared vocabulary: event types, attempt outcomes and dead-letter reasons.
+
+Every provider result, every event and every dead letter uses these values before it reaches Kafka or
+ClickHouse, so queries never have to guess a spelling.
+"""
+from enum import Enum
+
+
+class EventType(str, Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DISPATCHED = "dispatched"
+    ATTEMPT_FAILED = "attempt_failed"
+    SENT = "sent"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEAD_LETTERED = "dead_lettered"
+
+
+TERMINAL_EVENTS: frozenset[EventType] = frozenset(
+    {EventType.SENT, EventType.DEAD_LETTERED, EventType.REJECTED}
+)
+
+
+class Outcome(str, Enum):
+    """How one send attempt ended (the outcome classes of DESIGN.md)."""
+
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    PROVIDER_FAILURE = "provider_failure"
+    PERMANENT = "permanent"
+    AMBIGUOUS = "ambiguous"
+
+
+class FailureCause(str, Enum):
+    """Why a transient attempt failed: the network on our side, or the provider itself."""
+
+    NETWORK = "network"
+    PROVIDER = "provider"
+    RATE_LIMIT = "rate_limit"
+
+
+class DeadReason(str, Enum):
+    PERMANENT = "permanent"
+    EXHAUSTED = "exhausted"
+    NO_PROVIDER = "no_provider"
+    MALFORMED = "malformed"
