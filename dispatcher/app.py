@@ -1,0 +1,83 @@
+"""The Faust application: one agent on the request topic and one per retry level, all thin.
+
+Each agent hands records to `Dispatcher.handle` and publishes what it returns; an offset is
+acknowledged only after every record it produced was acknowledged by the broker.
+"""
+import asyncio
+import logging
+
+import faust
+from faust import EventT, StreamT
+
+from dispatcher.breakers import BreakerBoard
+from dispatcher.config import DispatcherConfig
+from dispatcher.delivery import Dispatcher, Output
+from dispatcher.jobs import Source
+from dispatcher.pipeline import run_ordered
+from dispatcher.sender import ThreadedSender
+from providers.config import load_providers
+from schemas import topics
+
+log = logging.getLogger("mercury.dispatcher")
+PUBLISH_BACKOFF_MAX_S = 5.0
+
+
+def create_app(config: DispatcherConfig) -> faust.App:
+    services = load_providers()
+    board = BreakerBoard([s.name for s in services], config.breaker_failures, config.breaker_recovery_s)
+    sender = ThreadedSender(config.send_threads)
+    dispatcher = Dispatcher(services, board, sender, config.retry_delays, config.retry_ambiguous, config.worker_id)
+
+    app = faust.App(
+        "mercury-dispatcher",
+        broker=f"kafka://{config.bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        # Tansu holds a group join for half the session timeout: a short one makes workers start in seconds.
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=config.session_timeout_s / 6,
+        broker_rebalance_timeout=4,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=2,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        stream_wait_empty=False,
+    )
+    outbound = {name: app.topic(name) for name in topics.all_topics()}
+
+    async def publish(outputs: list[Output]) -> None:
+        """Retry until the broker acknowledged every record: giving up here would lose the mail."""
+        backoff = 0.1
+        while True:
+            try:
+                pending = [await outbound[o.topic].send(key=o.key.encode(), value=o.value) for o in outputs]
+                await asyncio.gather(*pending)
+                return
+            except Exception as err:  # any producer failure: keep the offset, try again
+                log.error("event=publish_failed records=%d error=%r retry_in_s=%.1f", len(outputs), err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, PUBLISH_BACKOFF_MAX_S)
+
+    async def process(event: EventT) -> None:
+        message = event.message
+        source = Source(message.topic, message.partition, message.offset,
+                        int(message.timestamp * 1000), message.value or b"")
+        await publish(await dispatcher.handle(message.value, message.key, source))
+
+    async def consume(stream: StreamT) -> None:
+        await run_ordered(stream, process, config.batch_size)
+
+    app.agent(app.topic(topics.REQUESTS), name="requests")(consume)
+    for level, name in enumerate(topics.retry_topics()):
+        app.agent(app.topic(name), name=f"retry-{level}")(consume)
+
+    @app.on_after_configured.connect
+    def log_config(*_args: object, **_kwargs: object) -> None:
+        log.info("event=dispatcher_configured worker=%s providers=%s retry_delays=%s", config.worker_id,
+                 ",".join(s.name for s in services), config.retry_delays)
+
+    return app

@@ -1,0 +1,39 @@
+"""Dispatcher settings from the environment, with safe local defaults."""
+import os
+from dataclasses import dataclass
+
+from schemas.topics import retry_delays
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    bootstrap: str
+    worker_id: str
+    batch_size: int
+    batch_seconds: float
+    send_threads: int
+    breaker_failures: int
+    breaker_recovery_s: float
+    retry_delays: tuple[float, ...]
+    retry_ambiguous: bool
+    session_timeout_s: float
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "DispatcherConfig":
+        env = dict(os.environ if env is None else env)
+        failures = int(env.get("MERCURY_BREAKER_FAILURES", "5"))
+        recovery = float(env.get("MERCURY_BREAKER_RECOVERY_S", "10"))
+        if failures < 1 or recovery <= 0:
+            raise ValueError("MERCURY_BREAKER_FAILURES must be >= 1 and MERCURY_BREAKER_RECOVERY_S > 0")
+        return cls(
+            bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{os.getpid()}"),
+            batch_size=int(env.get("MERCURY_DISPATCH_BATCH", "200")),
+            batch_seconds=float(env.get("MERCURY_DISPATCH_BATCH_SECONDS", "0.02")),
+            send_threads=int(env.get("MERCURY_SEND_THREADS", "64")),
+            breaker_failures=failures,
+            breaker_recovery_s=recovery,
+            retry_delays=tuple(retry_delays()),
+            retry_ambiguous=env.get("MERCURY_RETRY_AMBIGUOUS", "true").lower() in ("1", "true", "yes"),
+            session_timeout_s=float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", "6")),
+        )

@@ -1,0 +1,53 @@
+"""What the dispatcher works on: a decoded mail plus the dispatch state that travelled with it."""
+from dataclasses import dataclass, field
+
+from schemas import codec, topics
+from schemas.model import Mail
+
+REQUEST_SCHEMA = "mercury.MailRequest"
+RETRY_SCHEMA = "mercury.RetryRecord"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from, kept so a dead letter can point at it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    payload: bytes
+
+
+@dataclass
+class Job:
+    mail: Mail
+    source: Source
+    level: int = 0
+    due_at: int = 0
+    excluded: set[str] = field(default_factory=set)
+
+    @property
+    def first_attempt(self) -> bool:
+        return self.source.topic == topics.REQUESTS
+
+    def retry_record(self, level: int, due_at: int, last_error: str) -> bytes:
+        return codec.encode(RETRY_SCHEMA, {
+            "mail": self.mail.to_record(),
+            "level": level,
+            "due_at": due_at,
+            "excluded": sorted(self.excluded),
+            "last_error": last_error[:2000],
+        })
+
+
+def job_from_record(schema_name: str, record: dict, source: Source) -> Job:
+    """Build a job; raises codec.DecodeError when the record is not one the dispatcher consumes."""
+    if schema_name == REQUEST_SCHEMA:
+        return Job(Mail.from_record(record), source)
+    if schema_name == RETRY_SCHEMA:
+        return Job(
+            Mail.from_record(record["mail"]), source, level=record["level"],
+            due_at=record["due_at"], excluded=set(record["excluded"]),
+        )
+    raise codec.DecodeError(f"{schema_name} records do not belong on {source.topic}")

@@ -1,0 +1,167 @@
+"""The `MailService` abstraction: the base class owns the send sequence, each provider fills the hooks.
+
+`send()` runs prepare_message → send_message → post_process (which classifies errors and then asks
+response_details for the message id), measures latency, and turns transport failures into the
+shared error classes. An adapter overrides only what its API does differently.
+"""
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import requests
+
+from providers.errors import (
+    AmbiguousError,
+    PermanentError,
+    ProviderConfigError,
+    ProviderError,
+    ProviderFailure,
+    ThrottledError,
+    TransientError,
+)
+from schemas.model import Mail
+from schemas.vocabulary import FailureCause
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A send the provider accepted."""
+
+    provider: str
+    message_id: str
+    status: int
+    latency_ms: float
+
+
+class MailService(ABC):
+    """One email provider's HTTP API. Safe to share between threads: each thread gets its own session."""
+
+    name: ClassVar[str]
+    full_name: ClassVar[str]
+    # Statuses that condemn the mail itself rather than the provider; an API with more overrides this.
+    permanent_statuses: ClassVar[frozenset[int]] = frozenset({400})
+
+    def __init__(
+        self, base_url: str, api_key: str, *, connect_timeout: float = 2.0, read_timeout: float = 10.0
+    ) -> None:
+        """Raises ProviderConfigError for a URL without scheme or host, an empty key or a non-positive timeout."""
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ProviderConfigError(f"{self.name}: base URL {base_url!r} needs an http(s) scheme and a host")
+        if not api_key:
+            raise ProviderConfigError(f"{self.name}: the API key is empty")
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ProviderConfigError(f"{self.name}: timeouts must be positive, got {connect_timeout}, {read_timeout}")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = (connect_timeout, read_timeout)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def send(self, mail: Mail) -> SendResult:
+        """Deliver one mail. Blocks for at most the connect plus read timeout; run it in a worker thread.
+
+        Raises a ProviderError subclass: TransientError (network, 5xx), ThrottledError (429),
+        ProviderFailure, PermanentError or AmbiguousError (read timeout after the request went out).
+        """
+        message = self.prepare_message(mail)
+        started = time.perf_counter()
+        try:
+            response = self.send_message(message)
+        except requests.ConnectTimeout as err:
+            raise TransientError(self.name, f"connect timeout: {err}", cause=FailureCause.NETWORK) from err
+        except requests.ReadTimeout as err:
+            raise AmbiguousError(self.name, f"no answer within {self.timeout[1]}s after sending") from err
+        except requests.RequestException as err:
+            # Refused, reset, DNS failure and the rest of the transport: the provider is unreachable from here.
+            raise TransientError(self.name, f"{type(err).__name__}: {err}", cause=FailureCause.NETWORK) from err
+        latency_ms = (time.perf_counter() - started) * 1000
+        return SendResult(self.name, self.post_process(response), response.status_code, latency_ms)
+
+    def post_process(self, response: requests.Response) -> str:
+        """Return the provider's message id for an accepted send; raise the classified error otherwise."""
+        if not 200 <= response.status_code < 300:
+            raise self.error_for(response)
+        return self.response_details(response)
+
+    @abstractmethod
+    def prepare_message(self, mail: Mail) -> Any:
+        """Build the request payload in the provider's shape; pure, no I/O."""
+
+    @abstractmethod
+    def send_message(self, message: Any) -> requests.Response:
+        """Make the HTTP call (through `self.post`, which applies session and timeouts)."""
+
+    @abstractmethod
+    def response_details(self, response: requests.Response) -> str:
+        """Read the message id from an accepted (2xx) response; raise AmbiguousError if it cannot."""
+
+    def error_detail(self, response: requests.Response) -> str:
+        """The provider's own explanation of an error answer; adapters read their error body shape."""
+        return response.text.strip()[:200] or response.reason or "no detail"
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        """Seconds to wait from a Retry-After header, which may be delta-seconds or an HTTP date."""
+        value = response.headers.get("Retry-After")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+    def error_for(self, response: requests.Response) -> ProviderError:
+        """Map an error status to its class; shared by every adapter, which only supplies `error_detail`."""
+        status, body = response.status_code, response.text
+        detail = self.error_detail(response)
+        if status == 429:
+            return ThrottledError(self.name, detail, retry_after=self.retry_after(response), body=body)
+        if status >= 500 or status == 408:
+            return TransientError(self.name, detail, cause=FailureCause.PROVIDER, status=status, body=body)
+        if status in self.permanent_statuses:
+            return PermanentError(self.name, detail, status=status, body=body)
+        # 401/403 auth or suspension, 402 payment, 404 unknown domain, 413 size, and any answer
+        # (a redirect, an unexpected 4xx) this adapter does not understand: another provider may do better.
+        return ProviderFailure(self.name, detail, status=status, body=body)
+
+    def ambiguous(self, response: requests.Response, detail: str) -> AmbiguousError:
+        """An accepted status whose body we cannot read: the mail probably went out, so do not resend blindly."""
+        return AmbiguousError(self.name, detail, status=response.status_code, body=response.text)
+
+    @property
+    def session(self) -> requests.Session:
+        """This thread's session: requests sessions are not thread-safe, but reusing one keeps connections alive."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        """POST through this thread's session, always with (connect, read) timeouts and no redirects."""
+        return self.session.post(url, timeout=self.timeout, allow_redirects=False, **kwargs)
+
+    def close(self) -> None:
+        """Close every thread's session; call once at shutdown."""
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()

@@ -1,0 +1,73 @@
+"""What went wrong with one send attempt, classified so the dispatcher can decide without re-reading HTTP.
+
+Adapters only classify: each class maps to one `Outcome`, and the dispatcher alone turns that into
+failover, a retry topic, a dead letter or a breaker penalty. Raise a subclass, never the root, and
+always `raise ... from err` so the underlying exception survives.
+"""
+from typing import ClassVar
+
+from schemas.vocabulary import FailureCause, Outcome
+
+BODY_LIMIT = 2048
+
+
+class ProviderError(Exception):
+    """Root of every classified provider error; keeps the provider's own answer for the dead letter."""
+
+    outcome: ClassVar[Outcome]
+
+    def __init__(self, provider: str, detail: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(provider, detail, status)
+        self.provider = provider
+        self.detail = detail
+        self.status = status
+        # Providers sometimes answer errors with a whole HTML page; the start is enough to diagnose.
+        self.body = body[:BODY_LIMIT]
+
+    def __str__(self) -> str:
+        status = "no answer" if self.status is None else f"HTTP {self.status}"
+        return f"{self.provider}: {self.detail} ({status})"
+
+
+class TransientError(ProviderError):
+    """Worth trying again, elsewhere first: the network, a provider outage or a rate limit."""
+
+    outcome = Outcome.TRANSIENT
+
+    def __init__(
+        self, provider: str, detail: str, *, cause: FailureCause, status: int | None = None, body: str = ""
+    ) -> None:
+        super().__init__(provider, detail, status=status, body=body)
+        self.cause = cause
+
+
+class ThrottledError(TransientError):
+    """The provider asked us to slow down (429); `retry_after` is its hint in seconds, if it gave one."""
+
+    def __init__(
+        self, provider: str, detail: str, *, retry_after: float | None, status: int | None = 429, body: str = ""
+    ) -> None:
+        super().__init__(provider, detail, cause=FailureCause.RATE_LIMIT, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class ProviderFailure(ProviderError):
+    """The provider refuses us, not the mail (auth, payment, suspension, size): stop using it for this mail."""
+
+    outcome = Outcome.PROVIDER_FAILURE
+
+
+class PermanentError(ProviderError):
+    """The mail itself is unacceptable (validation, bad recipient): no provider will take it; not a breaker fault."""
+
+    outcome = Outcome.PERMANENT
+
+
+class AmbiguousError(ProviderError):
+    """The request went out but no usable answer came back: the provider may have accepted the mail."""
+
+    outcome = Outcome.AMBIGUOUS
+
+
+class ProviderConfigError(Exception):
+    """The provider configuration is unusable; raised at construction so the process stops at start."""

@@ -1,0 +1,87 @@
+"""`python -m providers.sandbox`: every emulated provider on its own port, plus the control port.
+
+Settings come from argv, else from SANDBOX_* environment variables, else the defaults that
+providers.config points at. Stops cleanly on SIGTERM or SIGINT.
+"""
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+import uvloop
+
+from providers.sandbox import logs
+from providers.sandbox.control import control_app
+from providers.sandbox.emulator import Emulator
+from providers.sandbox.host import ProviderHost
+from providers.sandbox.listener import Listener
+from providers.sandbox.mailgun import MailgunEmulator
+from providers.sandbox.sendgrid import SendGridEmulator
+
+EMULATORS: dict[str, type[Emulator]] = {cls.name: cls for cls in (MailgunEmulator, SendGridEmulator)}
+CONTROL_PORT = 8029
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m providers.sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=env.get("SANDBOX_HOST", "127.0.0.1"))
+    for name, cls in EMULATORS.items():
+        parser.add_argument(
+            f"--{name}-port", type=int, default=env.get(f"SANDBOX_{name.upper()}_PORT", str(cls.default_port))
+        )
+    parser.add_argument("--control-port", type=int, default=env.get("SANDBOX_CONTROL_PORT", str(CONTROL_PORT)))
+    parser.add_argument(
+        "--api-key", default=env.get("SANDBOX_API_KEY", "sandbox-key"), help="the key every provider accepts"
+    )
+    parser.add_argument(
+        "--keep", type=int, default=env.get("SANDBOX_KEEP", "100000"), help="messages kept per provider"
+    )
+    args = parser.parse_args(argv)
+    if args.keep < 0:
+        parser.error("--keep must be 0 or more")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    hosts = [
+        ProviderHost(cls(args.api_key, args.keep), args.host, getattr(args, f"{name}_port"))
+        for name, cls in EMULATORS.items()
+    ]
+    control = Listener(control_app(hosts), args.host, args.control_port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        for host in hosts:
+            await host.start()
+        await control.open()
+        logs.event(
+            "sandbox.started",
+            pid=os.getpid(),
+            host=args.host,
+            control_port=args.control_port,
+            providers={host.name: host.port for host in hosts},
+        )
+        await stopping.wait()
+        logs.event("sandbox.stopping")
+    finally:
+        await asyncio.gather(control.close(), *(host.stop() for host in hosts))
+    logs.event("sandbox.stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logs.setup()
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        uvloop.run(serve(args))
+    except OSError as err:
+        logs.event("sandbox.failed", error=str(err))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Building the provider list from the environment, and refusing bad settings at start."""
+import pytest
+
+from providers import ProviderConfigError, ProviderError, load_providers
+from providers.mailgun import Mailgun
+from providers.sendgrid import SendGrid
+
+
+def test_defaults_point_at_the_local_sandbox() -> None:
+    mailgun, sendgrid = load_providers({})
+
+    assert isinstance(mailgun, Mailgun) and isinstance(sendgrid, SendGrid)
+    assert mailgun.url == "http://127.0.0.1:8025/v3/sandbox.mercury.local/messages"
+    assert sendgrid.url == "http://127.0.0.1:8026/v3/mail/send"
+    assert mailgun.timeout == sendgrid.timeout == (2.0, 10.0)
+
+
+def test_order_names_and_timeouts_come_from_the_environment() -> None:
+    env = {
+        "MERCURY_PROVIDERS": " SendGrid , mailgun,",
+        "SENDGRID_BASE_URL": "https://api.sendgrid.com/",
+        "SENDGRID_API_KEY": "SG.key",
+        "MAILGUN_DOMAIN": "mg.example.com",
+        "MERCURY_PROVIDER_CONNECT_TIMEOUT": "0.5",
+        "MERCURY_PROVIDER_READ_TIMEOUT": "4",
+    }
+
+    sendgrid, mailgun = load_providers(env)
+
+    assert [sendgrid.name, mailgun.name] == ["sendgrid", "mailgun"]
+    assert sendgrid.url == "https://api.sendgrid.com/v3/mail/send"
+    assert sendgrid.api_key == "SG.key"
+    assert mailgun.url.endswith("/v3/mg.example.com/messages")
+    assert sendgrid.timeout == mailgun.timeout == (0.5, 4.0)
+
+
+@pytest.mark.parametrize(
+    "env, complaint",
+    [
+        ({"MERCURY_PROVIDERS": "mailgun,postal"}, "postal"),
+        ({"MERCURY_PROVIDERS": " , "}, "no provider"),
+        ({"MERCURY_PROVIDERS": "mailgun,mailgun"}, "twice"),
+        ({"MERCURY_PROVIDER_CONNECT_TIMEOUT": "soon"}, "MERCURY_PROVIDER_CONNECT_TIMEOUT"),
+        ({"MERCURY_PROVIDER_READ_TIMEOUT": "0"}, "MERCURY_PROVIDER_READ_TIMEOUT"),
+        ({"MERCURY_PROVIDER_READ_TIMEOUT": "nan"}, "MERCURY_PROVIDER_READ_TIMEOUT"),
+        ({"MAILGUN_BASE_URL": "127.0.0.1:8025"}, "base URL"),
+        ({"SENDGRID_API_KEY": ""}, "API key"),
+        ({"MAILGUN_DOMAIN": ""}, "domain"),
+    ],
+)
+def test_bad_settings_stop_at_start(env: dict[str, str], complaint: str) -> None:
+    with pytest.raises(ProviderConfigError, match=complaint):
+        load_providers(env)
+
+
+def test_config_errors_are_not_provider_errors() -> None:
+    # The dispatcher catches ProviderError per attempt; a config error must escape it and stop the process.
+    assert not issubclass(ProviderConfigError, ProviderError)

@@ -1,0 +1,78 @@
+"""Drive a sandbox process from tests: start it on given ports, change its faults, read its mailboxes."""
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from deploy.processes import ManagedProcess, port_open
+from providers import MailService, load_providers
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+
+class Sandbox:
+    """Drives a running sandbox through its control port, and builds adapters aimed at it."""
+
+    def __init__(self, ports: dict[str, int], control_port: int) -> None:
+        self.ports = ports
+        self.control = f"http://{HOST}:{control_port}/sandbox"
+        self.http = requests.Session()
+
+    def url(self, provider: str) -> str:
+        return f"http://{HOST}:{self.ports[provider]}"
+
+    def set_faults(self, provider: str, **faults: Any) -> None:
+        response = self.http.put(f"{self.control}/{provider}/faults", json=faults, timeout=5)
+        response.raise_for_status()
+
+    def messages(self, provider: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"{self.control}/{provider}/messages", timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def received(self, subject: str) -> dict[str, int]:
+        """How many messages with this subject each provider received."""
+        return {p: sum(1 for m in self.messages(p) if m["subject"] == subject) for p in self.ports}
+
+    def clear_faults(self) -> None:
+        for provider in self.ports:
+            self.http.delete(f"{self.control}/{provider}/faults", timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        self.clear_faults()
+        for provider in self.ports:
+            self.http.delete(f"{self.control}/{provider}/messages", timeout=5).raise_for_status()
+
+    def service(
+        self, provider: str, *, api_key: str | None = None, read_timeout: float | None = None
+    ) -> MailService:
+        """The adapter exactly as the dispatcher gets it: through load_providers and the environment."""
+        env = {"MERCURY_PROVIDERS": provider}
+        env.update({f"{name.upper()}_BASE_URL": self.url(name) for name in self.ports})
+        if api_key is not None:
+            env[f"{provider.upper()}_API_KEY"] = api_key
+        if read_timeout is not None:
+            env["MERCURY_PROVIDER_READ_TIMEOUT"] = str(read_timeout)
+        [service] = load_providers(env)
+        return service
+
+
+def sandbox_argv(ports: dict[str, int], control_port: int) -> list[str]:
+    argv = [sys.executable, "-m", "providers.sandbox", "--host", HOST, "--control-port", str(control_port)]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    return argv
+
+
+def sandbox_process(log_dir: Path, ports: dict[str, int], control_port: int) -> ManagedProcess:
+    every_port = [*ports.values(), control_port]
+    return ManagedProcess(
+        "sandbox",
+        sandbox_argv(ports, control_port),
+        log_dir,
+        ready=lambda: all(port_open(HOST, port) for port in every_port),
+        cwd=ROOT,
+        ready_timeout=20,
+    )
