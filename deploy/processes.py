@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+
 log = logging.getLogger("mercury.deploy")
 
 
@@ -23,6 +25,14 @@ def port_open(host: str, port: int) -> bool:
         with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    """Readiness probe: the URL answers 200 within a second."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
         return False
 
 

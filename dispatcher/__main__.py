@@ -7,7 +7,7 @@ from dispatcher.config import DispatcherConfig
 
 def main() -> None:
     app = create_app(DispatcherConfig.from_env())
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "info"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", "--without-web"]
     app.main()
 
 

@@ -38,7 +38,7 @@ def create_app(config: DispatcherConfig) -> faust.App:
         # Tansu holds a group join for half the session timeout: a short one makes workers start in seconds.
         broker_session_timeout=config.session_timeout_s,
         broker_heartbeat_interval=config.session_timeout_s / 6,
-        broker_rebalance_timeout=4,
+        broker_rebalance_timeout=config.session_timeout_s,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,

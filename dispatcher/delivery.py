@@ -7,7 +7,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,13 +15,12 @@ from dispatcher.jobs import Job, Source, job_from_record
 from providers.base import MailService, SendResult
 from providers.errors import AmbiguousError, PermanentError, ProviderError, ProviderFailure, TransientError
 from schemas import codec, topics
-from schemas.events import encode_event, make_event
+from schemas.events import accepted_event, encode_event, make_event
 from schemas.model import Mail
 from schemas.validation import InvalidMail, check_mail
 from schemas.vocabulary import DeadReason, EventType
 
 log = logging.getLogger("mercury.dispatcher")
-ACCEPTED_NAMESPACE = uuid.UUID("6f1c1f0e-5d2a-4c57-9a57-3d1f4f3b2a10")
 
 Sender = Callable[[MailService, Mail], Awaitable[SendResult]]
 
@@ -89,10 +87,9 @@ class Dispatcher:
         """Mails from outside producers never passed the gateway, which records acceptance for its own."""
         if not job.first_attempt or job.mail.origin == "http":
             return []
-        event_id = uuid.uuid5(ACCEPTED_NAMESPACE, job.mail.id).hex
-        created_at = job.mail.created_at or job.source.timestamp_ms
-        return [self._event(job.mail.id, EventType.ACCEPTED, event_id=event_id, created_at=created_at,
-                            origin=job.mail.origin, topic=job.source.topic)]
+        event = accepted_event(job.mail, self._worker, job.mail.created_at or job.source.timestamp_ms,
+                               topic=job.source.topic)
+        return [Output(topics.EVENTS, job.mail.id, encode_event(event))]
 
     async def _deliver(self, job: Job) -> list[Output]:
         outputs: list[Output] = []

@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from schemas.model import Mail
 
 MAX_SUBJECT = int(os.environ.get("MERCURY_MAX_SUBJECT_CHARS", "998"))
-MAX_CONTENT = int(os.environ.get("MERCURY_MAX_CONTENT_BYTES", str(1024 * 1024)))
+MAX_CONTENT = int(os.environ.get("MERCURY_MAX_CONTENT_BYTES", str(512 * 1024)))
 MAX_RECIPIENTS = int(os.environ.get("MERCURY_MAX_RECIPIENTS", "50"))
 MAX_ID = 128
 

@@ -3,10 +3,10 @@
 Every provider result, every event and every dead letter uses these values before it reaches Kafka or
 ClickHouse, so queries never have to guess a spelling.
 """
-from enum import Enum
+from enum import StrEnum
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     DISPATCHED = "dispatched"
@@ -21,7 +21,7 @@ TERMINAL_EVENTS: frozenset[EventType] = frozenset(
 )
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How one send attempt ended (the outcome classes of DESIGN.md)."""
 
     ACCEPTED = "accepted"
@@ -31,7 +31,7 @@ class Outcome(str, Enum):
     AMBIGUOUS = "ambiguous"
 
 
-class FailureCause(str, Enum):
+class FailureCause(StrEnum):
     """Why a transient attempt failed: the network on our side, or the provider itself."""
 
     NETWORK = "network"
@@ -39,8 +39,9 @@ class FailureCause(str, Enum):
     RATE_LIMIT = "rate_limit"
 
 
-class DeadReason(str, Enum):
+class DeadReason(StrEnum):
     PERMANENT = "permanent"
     EXHAUSTED = "exhausted"
     NO_PROVIDER = "no_provider"
     MALFORMED = "malformed"
+    AMBIGUOUS = "ambiguous"

@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from deploy.broker import broker_process
+from deploy.clickhouse import clickhouse_process
 from deploy.processes import free_port
+from providers.config import ADAPTERS
+from sandbox_client import Sandbox, sandbox_process
 
 logging.basicConfig(level=logging.INFO)
 
@@ -23,3 +26,31 @@ def bootstrap(state_dir: Path) -> Iterator[str]:
     proc = broker_process(port, state_dir / "logs").start()
     yield f"127.0.0.1:{port}"
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse(state_dir: Path) -> Iterator[dict[str, str]]:
+    """A running ClickHouse (the local server); yields the CLICKHOUSE_* variables that reach it."""
+    tcp_port = free_port()
+    http_port = free_port()
+    while http_port == tcp_port:
+        http_port = free_port()
+    proc = clickhouse_process(tcp_port, http_port, state_dir / "clickhouse", state_dir / "logs").start()
+    yield {"CLICKHOUSE_HOST": "127.0.0.1", "CLICKHOUSE_PORT": str(tcp_port)}
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    ports = {name: free_port() for name in ADAPTERS}
+    control_port = free_port()
+    process = sandbox_process(tmp_path_factory.mktemp("sandbox"), ports, control_port).start()
+    yield Sandbox(ports, control_port)
+    process.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    """The shared sandbox with no faults and empty mailboxes."""
+    sandbox_server.reset()
+    return sandbox_server

@@ -1,0 +1,251 @@
+"""The operators' questions, as SQL (all of it here) with thin Python wrappers returning plain dicts.
+
+Every query reads with FINAL, so a re-delivered row never counts twice. Values from the shared
+vocabulary and from callers are query parameters, never formatted into the SQL. A mail counts as
+accepted from its `mails` row or from an `accepted` event, whichever came first, so mails from outside
+producers that never passed the gateway are counted too.
+
+Quantiles are exact (quantilesExact: the value at rank floor(level * n) of the sorted durations, no
+interpolation). quantileTiming would clamp at 30 s, and quantilesTDigest answers differently on 18.16
+and on current ClickHouse; exact quantiles cost memory in proportion to the rows in the window, so
+callers over a long history pass since_ms.
+"""
+import math
+import time
+
+from clickhouse_driver import Client
+
+from analytics.lifecycle import EVENT_SEQUENCE, params
+from analytics.store import QUEUED, MailStore
+from schemas.vocabulary import TERMINAL_EVENTS, EventType
+
+# Every mail's milestones: its events, and its mails row standing in for an `accepted` event. (The
+# mails branch renames id in a subquery: an alias named like a column replaces that column everywhere.)
+_MILESTONES = """
+    SELECT mail, '' AS id, %(event_accepted)s AS event, created_at_ms, toUInt64(0) AS kafka_offset,
+           '' AS provider, 0 AS is_event
+    FROM (SELECT id AS mail, created_at_ms FROM mails FINAL)
+    UNION ALL
+    SELECT mail, id, event, created_at_ms, kafka_offset, provider, 1 AS is_event
+    FROM events FINAL
+"""
+
+_DURATION_STATS = f"""
+    SELECT count(), max(duration_ms), avg(duration_ms), quantilesExact(0.5, 0.95, 0.99)(duration_ms)
+    FROM
+    (
+        SELECT
+            countIf(event = %(event_accepted)s) AS accepted_marks,
+            countIf(event = %(target)s) AS target_marks,
+            minIf(created_at_ms, event = %(event_accepted)s) AS accepted_ms,
+            toInt64(minIf(created_at_ms, event = %(target)s)) - toInt64(accepted_ms) AS duration_ms
+        FROM ({_MILESTONES})
+        GROUP BY mail
+    )
+    WHERE accepted_marks > 0 AND target_marks > 0 AND accepted_ms >= %(since_ms)s
+"""
+
+_UNFINISHED = f"""
+    SELECT mail, accepted_ms, last_event, last_event_ms, last_provider, attempts
+    FROM
+    (
+        SELECT
+            mail,
+            countIf(event = %(event_accepted)s) AS accepted_marks,
+            minIf(created_at_ms, event = %(event_accepted)s) AS accepted_ms,
+            countIf(event IN %(terminal)s) AS terminal_events,
+            argMaxIf(event, ({EVENT_SEQUENCE}), is_event = 1) AS last_event,
+            maxIf(created_at_ms, is_event = 1) AS last_event_ms,
+            argMaxIf(provider, ({EVENT_SEQUENCE}), event = %(event_dispatched)s) AS last_provider,
+            countIf(event = %(event_dispatched)s) AS attempts
+        FROM ({_MILESTONES})
+        GROUP BY mail
+    )
+    WHERE accepted_marks > 0 AND terminal_events = 0 AND accepted_ms <= %(cutoff_ms)s
+    ORDER BY accepted_ms, mail
+    LIMIT %(limit)s
+"""
+
+_PROVIDER_STATS = """
+    SELECT
+        provider,
+        countIf(event = %(event_dispatched)s) AS attempts,
+        countIf(event = %(event_sent)s) AS sent,
+        countIf(event = %(event_attempt_failed)s) AS failed,
+        countIf(event = %(event_sent)s AND latency_ms IS NOT NULL) AS timed,
+        maxIf(latency_ms, event = %(event_sent)s) AS latency_max,
+        avgIf(latency_ms, event = %(event_sent)s) AS latency_avg,
+        quantilesExactIf(0.5, 0.95, 0.99)(latency_ms, event = %(event_sent)s) AS latency_quantiles
+    FROM events FINAL
+    WHERE provider != '' AND created_at_ms >= %(since_ms)s
+    GROUP BY provider
+    ORDER BY provider
+"""
+
+_PROVIDER_TIMELINE = """
+    SELECT
+        intDiv(created_at_ms, %(bucket_ms)s) * %(bucket_ms)s AS bucket_start_ms,
+        provider,
+        countIf(event = %(event_dispatched)s) AS attempts,
+        countIf(event = %(event_sent)s) AS sent,
+        countIf(event = %(event_attempt_failed)s) AS failed
+    FROM events FINAL
+    WHERE provider != '' AND created_at_ms >= %(since_ms)s
+    GROUP BY bucket_start_ms, provider
+    ORDER BY bucket_start_ms, provider
+"""
+
+_FAILURE_CAUSES = """
+    SELECT
+        provider,
+        countIf(outcome = %(outcome_transient)s AND cause = %(cause_network)s) AS network,
+        countIf(outcome = %(outcome_transient)s AND cause = %(cause_provider)s) AS provider_outage,
+        countIf(outcome = %(outcome_transient)s AND cause = %(cause_rate_limit)s) AS rate_limit,
+        countIf(outcome = %(outcome_permanent)s) AS permanent,
+        countIf(outcome = %(outcome_provider_failure)s) AS provider_failure,
+        countIf(outcome = %(outcome_ambiguous)s) AS ambiguous,
+        count() AS total
+    FROM events FINAL
+    WHERE event = %(event_attempt_failed)s AND created_at_ms >= %(since_ms)s
+    GROUP BY provider
+    ORDER BY provider
+"""
+
+_TRACE_EVENTS = f"""
+    SELECT id, event, created_at_ms, created_by, provider, outcome, cause, status, message_id, latency_ms, blob
+    FROM events FINAL
+    WHERE mail = %(mail)s
+    ORDER BY {EVENT_SEQUENCE}
+"""
+
+_TRACE_FIELDS = (
+    "id", "event", "created_at", "created_by", "provider", "outcome", "cause", "status", "message_id",
+    "latency_ms", "blob",
+)
+# Stored as '' when absent; returned as None.
+_OPTIONAL_TEXT = ("provider", "outcome", "cause", "status", "message_id")
+_CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_failure", "ambiguous")
+_TERMINAL = {event.value for event in TERMINAL_EVENTS}
+
+
+def mail_trace(client: Client, mail_id: str) -> dict | None:
+    """A mail's whole life: when it entered, whether it was rejected, the providers tried, why attempts
+    failed, where it is now. None when nothing is known about the id."""
+    mail = MailStore(client).get_mail(mail_id)
+    events = [_trace_event(row) for row in client.execute(_TRACE_EVENTS, params(mail=mail_id))]
+    if mail is None and not events:
+        return None
+    accepted = [e["created_at"] for e in events if e["event"] == EventType.ACCEPTED]
+    if mail is not None:
+        accepted.append(mail["created_at"])
+    providers_tried = []
+    for event in events:
+        if event["event"] == EventType.DISPATCHED and event["provider"] not in providers_tried:
+            providers_tried.append(event["provider"])
+    finished = [e["created_at"] for e in events if e["event"] in _TERMINAL]
+    return {
+        "mail": mail,
+        "accepted_at": min(accepted) if accepted else None,
+        "rejected": any(e["event"] == EventType.REJECTED for e in events),
+        "providers_tried": providers_tried,
+        "failures": [
+            {key: event[key] for key in ("created_at", "provider", "outcome", "cause", "status")}
+            for event in events if event["event"] == EventType.ATTEMPT_FAILED
+        ],
+        "status": events[-1]["event"] if events else QUEUED,
+        "finished_at": finished[0] if finished else None,
+        "events": events,
+    }
+
+
+def _trace_event(row: tuple) -> dict:
+    event = dict(zip(_TRACE_FIELDS, row))
+    for key in _OPTIONAL_TEXT:
+        event[key] = event[key] or None
+    return event
+
+
+def unfinished_mails(client: Client, older_than_s: float, now_ms: int | None = None, limit: int = 1000) -> list[dict]:
+    """Mails accepted at least older_than_s ago with no terminal event yet, oldest first, each with its
+    last event (None when no event followed acceptance) and the last provider it was dispatched to."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rows = client.execute(_UNFINISHED, params(cutoff_ms=max(0, now_ms - int(older_than_s * 1000)), limit=limit))
+    return [
+        {
+            "mail": mail, "accepted_at": accepted_ms, "last_event": last_event or None,
+            "last_event_at": last_event_ms if last_event else None, "last_provider": last_provider or None,
+            "attempts": attempts, "age_ms": now_ms - accepted_ms,
+        }
+        for mail, accepted_ms, last_event, last_event_ms, last_provider, attempts in rows
+    ]
+
+
+def queue_time_stats(client: Client, since_ms: int | None = None) -> dict:
+    """Accepted → first dispatched, over mails accepted since since_ms: count, max/avg/p50/p95/p99 ms."""
+    return _duration_stats(client, EventType.DISPATCHED, since_ms)
+
+
+def delivery_time_stats(client: Client, since_ms: int | None = None) -> dict:
+    """Accepted → sent, over mails accepted since since_ms: count, max/avg/p50/p95/p99 ms."""
+    return _duration_stats(client, EventType.SENT, since_ms)
+
+
+def provider_stats(client: Client, since_ms: int | None = None) -> list[dict]:
+    """Per provider since since_ms: attempts (dispatched), sent, failed (attempt_failed), their rates over
+    attempts, and the latency of sent attempts as the provider adapters measured it."""
+    rows = client.execute(_PROVIDER_STATS, params(since_ms=since_ms or 0))
+    return [
+        {
+            "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
+            "success_rate": _ratio(sent, attempts), "failure_rate": _ratio(failed, attempts),
+            "latency_ms": _stats(timed, latency_max, latency_avg, quantiles),
+        }
+        for provider, attempts, sent, failed, timed, latency_max, latency_avg, quantiles in rows
+    ]
+
+
+def provider_timeline(client: Client, bucket_s: int = 60, since_ms: int | None = None) -> list[dict]:
+    """Attempts, sent and failed per provider per time bucket (start in ms), for rates over time."""
+    if bucket_s < 1:
+        raise ValueError(f"bucket_s must be at least 1, got {bucket_s}")
+    rows = client.execute(_PROVIDER_TIMELINE, params(bucket_ms=int(bucket_s) * 1000, since_ms=since_ms or 0))
+    return [
+        {
+            "bucket_start": bucket, "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
+            "success_rate": _ratio(sent, attempts), "failure_rate": _ratio(failed, attempts),
+        }
+        for bucket, provider, attempts, sent, failed in rows
+    ]
+
+
+def failure_causes(client: Client, since_ms: int | None = None) -> list[dict]:
+    """Failed attempts per provider by cause: network, provider outage, rate limit (the transient
+    causes), message permanent, provider failure (auth, account, quota), ambiguous; `other` counts
+    failures that fit none of them (a transient attempt without a known cause)."""
+    rows = client.execute(_FAILURE_CAUSES, params(since_ms=since_ms or 0))
+    result = []
+    for provider, *counts, total in rows:
+        causes = dict(zip(_CAUSES, counts))
+        result.append({"provider": provider or None, **causes, "other": total - sum(counts), "total": total})
+    return result
+
+
+def _duration_stats(client: Client, target: EventType, since_ms: int | None) -> dict:
+    (row,) = client.execute(_DURATION_STATS, params(target=target.value, since_ms=since_ms or 0))
+    return _stats(*row)
+
+
+def _stats(count: int, maximum: float, average: float, quantiles: list[float]) -> dict:
+    """Empty aggregates are NaN or 0 in ClickHouse; here they are None."""
+    if not count:
+        return {"count": 0, "max_ms": None, "avg_ms": None, "p50_ms": None, "p95_ms": None, "p99_ms": None}
+    p50, p95, p99 = (_number(q) for q in quantiles)
+    return {"count": count, "max_ms": maximum, "avg_ms": _number(average), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 3)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None

@@ -1,0 +1,211 @@
+"""The analytics sink: mail.requests and mail.events → ClickHouse; `python -m analytics.sink`.
+
+Reads a batch (closed by size or by age), inserts it, and only then commits exactly that batch's
+offsets, synchronously. A crash anywhere before the commit means the batch is read again; the tables
+de-duplicate what lands twice. Records that cannot become rows are logged with their coordinates and
+committed with the batch, so one poison record never stalls the stream.
+
+Configuration (environment): KAFKA_BOOTSTRAP, MERCURY_SINK_GROUP, MERCURY_SINK_BATCH_SIZE,
+MERCURY_SINK_BATCH_SECONDS, and the CLICKHOUSE_* variables of analytics.connection.
+"""
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from analytics.batch import Batch
+from analytics.connection import connect
+from analytics.logfmt import configure_logging
+from analytics.rows import ROUTES, UnusableRecord, to_row
+from analytics.writer import Writer
+
+log = logging.getLogger("mercury.analytics.sink")
+
+PROGRESS_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    bootstrap: str = "127.0.0.1:9092"
+    group: str = "mercury-analytics"
+    batch_size: int = 5000
+    batch_seconds: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "SinkConfig":
+        defaults = cls()
+        return cls(
+            bootstrap=env.get("KAFKA_BOOTSTRAP", defaults.bootstrap),
+            group=env.get("MERCURY_SINK_GROUP", defaults.group),
+            batch_size=int(env.get("MERCURY_SINK_BATCH_SIZE", defaults.batch_size)),
+            batch_seconds=float(env.get("MERCURY_SINK_BATCH_SECONDS", defaults.batch_seconds)),
+        )
+
+
+def consumer_config(config: SinkConfig) -> dict[str, object]:
+    return {
+        "bootstrap.servers": config.bootstrap,
+        "group.id": config.group,
+        "client.id": "mercury-analytics-sink",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        # Tansu completes a join after about half the session timeout (3.6 s at 6 s, 10.6 s at 20 s);
+        # 6 s is also the lowest session timeout Apache Kafka accepts by default.
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 2000,
+        # Inserts retried during a ClickHouse outage do not poll; past this the member is evicted, its
+        # commit is refused, and the batch is read again after the rejoin.
+        "max.poll.interval.ms": 300000,
+        "logger": logging.getLogger("mercury.analytics.kafka"),
+        "error_cb": _on_client_error,
+    }
+
+
+def _on_client_error(error: KafkaError) -> None:
+    # Broker connection trouble is reported here; librdkafka keeps retrying by itself.
+    log.warning("kafka_client_error", extra={"code": error.name(), "error": error.str(), "fatal": error.fatal()})
+
+
+class Sink:
+    """The consume → insert → commit loop. Runs in one thread until stop is set."""
+
+    def __init__(self, consumer: Consumer, writer: Writer, batch: Batch, stop: threading.Event) -> None:
+        self._consumer = consumer
+        self._writer = writer
+        self._batch = batch
+        self._stop = stop
+        self._subscribed_at = 0.0
+        self._assigned_once = False
+        self._records = 0
+        self._skipped = 0
+        self._progress_at = 0.0
+        self._progress_records = 0
+
+    def run(self) -> None:
+        """Blocks until stop is set; raises KafkaException on a fatal consumer error."""
+        self._subscribed_at = self._progress_at = time.monotonic()
+        self._consumer.subscribe(
+            list(ROUTES), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke,
+        )
+        log.info("sink_subscribed", extra={"topics": ",".join(ROUTES)})
+        while not self._stop.is_set():
+            room, wait_s = max(1, self._batch.room()), self._batch.seconds_left()
+            for message in self._consumer.consume(num_messages=room, timeout=wait_s):
+                self._take(message)
+            if self._batch.ready():
+                self._flush()
+            self._report_progress()
+        if len(self._batch):
+            # Stopping: one last attempt; if it fails the batch stays uncommitted and is read again.
+            self._flush()
+        log.info("sink_stopped", extra={"records": self._records, "skipped": self._skipped})
+
+    def _take(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("consume_error", extra={"topic": message.topic(), "code": error.name(), "error": error.str()})
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        self._records += 1
+        try:
+            table, row = to_row(topic, partition, offset, message.value())
+        except UnusableRecord as err:
+            self._skipped += 1
+            log.warning("record_skipped", extra={
+                "topic": topic, "partition": partition, "offset": offset, "reason": str(err),
+            })
+            self._batch.add(topic, partition, offset)
+            return
+        self._batch.add(topic, partition, offset, table, row)
+
+    def _flush(self) -> None:
+        records = len(self._batch)
+        if not self._writer.write(self._batch.rows()):
+            log.warning("batch_abandoned", extra={"records": records})
+            self._batch.clear()
+            return
+        self._commit(records)
+        self._batch.clear()
+
+    def _commit(self, records: int) -> None:
+        offsets = [TopicPartition(topic, part, offset) for (topic, part), offset in self._batch.offsets().items()]
+        try:
+            results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as err:
+            # The rows are in; uncommitted, the batch is read again later and the tables collapse it.
+            log.warning("commit_failed", extra={"error": str(err)})
+            return
+        for tp in results or []:
+            if tp.error is not None:
+                log.warning("commit_failed", extra={
+                    "topic": tp.topic, "partition": tp.partition, "offset": tp.offset, "error": tp.error.str(),
+                })
+        log.debug("batch_committed", extra={"records": records, "partitions": len(offsets)})
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        fields = {"partitions": _names(partitions)}
+        if not self._assigned_once:
+            self._assigned_once = True
+            fields["after_s"] = round(time.monotonic() - self._subscribed_at, 2)
+        log.info("sink_assigned", extra=fields)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        dropped = self._batch.drop((tp.topic, tp.partition) for tp in partitions)
+        log.info("sink_revoked", extra={"partitions": _names(partitions), "uncommitted_records_dropped": dropped})
+
+    def _report_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._progress_at < PROGRESS_EVERY_S:
+            return
+        if self._records != self._progress_records:
+            rate = (self._records - self._progress_records) / (now - self._progress_at)
+            log.info("sink_progress", extra={
+                "records": self._records, "skipped": self._skipped, "records_per_s": round(rate),
+            })
+        self._progress_at, self._progress_records = now, self._records
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ",".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+def main() -> int:
+    configure_logging()
+    # The driver logs each failed connect with a traceback; the writer already logs every failure.
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
+    config = SinkConfig.from_env()
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    log.info("sink_starting", extra={
+        "bootstrap": config.bootstrap, "group": config.group,
+        "batch_size": config.batch_size, "batch_seconds": config.batch_seconds,
+    })
+    client = connect()
+    consumer = Consumer(consumer_config(config))
+    try:
+        Sink(consumer, Writer(client, stop), Batch(config.batch_size, config.batch_seconds), stop).run()
+    except Exception:
+        # Nothing uncommitted is lost: the records are read again by the next sink of the group.
+        log.exception("sink_failed")
+        return 1
+    finally:
+        consumer.close()
+        client.disconnect()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Reads behind the REST API: mails and their events as plain dicts, created_at in int milliseconds.
+
+Every read de-duplicates (FINAL), because the sink delivers at least once and ReplacingMergeTree
+collapses copies only when parts merge.
+"""
+from clickhouse_driver import Client
+
+from analytics.lifecycle import EVENT_SEQUENCE, params
+
+QUEUED = "queued"
+
+_MAIL_FIELDS = ("id", "sender", "recipients", "subject", "content", "origin", "created_at")
+_EVENT_FIELDS = ("id", "mail", "event", "created_at", "created_by", "provider", "outcome", "blob")
+
+_LIST_MAILS = """
+    SELECT id, sender, recipients, subject, content, origin, created_at_ms
+    FROM mails FINAL
+    ORDER BY created_at_ms DESC, id DESC
+    LIMIT %(offset)s, %(limit)s
+"""
+
+_COUNT_MAILS = "SELECT count() FROM mails FINAL"
+
+_GET_MAIL = """
+    SELECT id, sender, recipients, subject, content, origin, created_at_ms
+    FROM mails FINAL
+    WHERE id = %(mail)s
+"""
+
+_LATEST_EVENTS = f"""
+    SELECT mail, argMax(event, ({EVENT_SEQUENCE}))
+    FROM events FINAL
+    WHERE mail IN %(mails)s
+    GROUP BY mail
+"""
+
+_MAIL_EVENTS = f"""
+    SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
+    FROM events FINAL
+    WHERE mail = %(mail)s
+    ORDER BY {EVENT_SEQUENCE}
+"""
+
+_GET_EVENT = """
+    SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
+    FROM events FINAL
+    WHERE mail = %(mail)s AND id = %(event)s
+"""
+
+
+class MailStore:
+    """Blocking reads over one client; like the client, one store per thread."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list_mails(self, limit: int, offset: int) -> tuple[list[dict], int]:
+        """One page of mails, newest first, and the total number of mails."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must not be negative, got limit={limit} offset={offset}")
+        rows = self._client.execute(_LIST_MAILS, {"limit": limit, "offset": offset})
+        (total,), = self._client.execute(_COUNT_MAILS)
+        return self._with_status(rows), total
+
+    def get_mail(self, mail_id: str) -> dict | None:
+        rows = self._client.execute(_GET_MAIL, {"mail": mail_id})
+        mails = self._with_status(rows)
+        return mails[0] if mails else None
+
+    def mail_events(self, mail_id: str) -> list[dict]:
+        """The mail's events in the order they happened (analytics.lifecycle.EVENT_SEQUENCE)."""
+        return [_event(row) for row in self._client.execute(_MAIL_EVENTS, params(mail=mail_id))]
+
+    def get_event(self, mail_id: str, event_id: str) -> dict | None:
+        rows = self._client.execute(_GET_EVENT, {"mail": mail_id, "event": event_id})
+        return _event(rows[0]) if rows else None
+
+    def _with_status(self, rows: list[tuple]) -> list[dict]:
+        if not rows:
+            return []
+        mails = [dict(zip(_MAIL_FIELDS, row)) for row in rows]
+        latest = dict(self._client.execute(_LATEST_EVENTS, params(mails=tuple(mail["id"] for mail in mails))))
+        for mail in mails:
+            mail["status"] = latest.get(mail["id"], QUEUED)
+        return mails
+
+
+def _event(row: tuple) -> dict:
+    event = dict(zip(_EVENT_FIELDS, row))
+    # The table stores '' for "none"; the API speaks the Avro contract, where these are null.
+    event["provider"] = event["provider"] or None
+    event["outcome"] = event["outcome"] or None
+    return event

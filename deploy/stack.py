@@ -1,0 +1,188 @@
+"""The whole local stack on one machine, started in order, each part waited for until ready.
+
+`python -m deploy.stack` runs it in the foreground (what `make run` does); tests start the same
+`LocalStack` on free ports. Any part that fails to start, or dies later, stops the whole stack.
+"""
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from deploy.broker import broker_process
+from deploy.clickhouse import clickhouse_process
+from deploy.processes import ManagedProcess, StartupError, free_port, http_ok
+from deploy.topics import create_topics
+
+log = logging.getLogger("mercury.deploy.stack")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    state_dir: Path
+    kafka_port: int = 9092
+    clickhouse_port: int = 9000
+    clickhouse_http_port: int = 8123
+    ingest_port: int = 8080
+    mailgun_port: int = 8025
+    sendgrid_port: int = 8026
+    sandbox_control_port: int = 8029
+    dispatchers: int = 2
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            state_dir=Path(env.get("MERCURY_STATE_DIR", str(ROOT / ".state"))).resolve(),
+            kafka_port=int(env.get("MERCURY_KAFKA_PORT", "9092")),
+            clickhouse_port=int(env.get("CLICKHOUSE_PORT", "9000")),
+            clickhouse_http_port=int(env.get("MERCURY_CLICKHOUSE_HTTP_PORT", "8123")),
+            ingest_port=int(env.get("MERCURY_INGEST_PORT", "8080")),
+            mailgun_port=int(env.get("MERCURY_SANDBOX_MAILGUN_PORT", "8025")),
+            sendgrid_port=int(env.get("MERCURY_SANDBOX_SENDGRID_PORT", "8026")),
+            sandbox_control_port=int(env.get("MERCURY_SANDBOX_CONTROL_PORT", "8029")),
+            dispatchers=int(env.get("MERCURY_DISPATCHERS", "2")),
+            partitions=int(env.get("MERCURY_PARTITIONS", "4")),
+        )
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path, **overrides: object) -> "StackConfig":
+        ports = {name: free_port() for name in (
+            "kafka_port", "clickhouse_port", "clickhouse_http_port", "ingest_port",
+            "mailgun_port", "sendgrid_port", "sandbox_control_port")}
+        return replace(cls(state_dir=state_dir), **ports, **overrides)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingest_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_control_port}"
+
+    def child_env(self) -> dict[str, str]:
+        """What every Mercury process is told about where the others are."""
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "CLICKHOUSE_HOST": "127.0.0.1",
+            "CLICKHOUSE_PORT": str(self.clickhouse_port),
+            "MERCURY_INGEST_PORT": str(self.ingest_port),
+            "MAILGUN_BASE_URL": f"http://127.0.0.1:{self.mailgun_port}",
+            "SENDGRID_BASE_URL": f"http://127.0.0.1:{self.sendgrid_port}",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+
+def _log_says(proc_holder: list[ManagedProcess], text: str) -> bool:
+    return bool(proc_holder) and text in proc_holder[0].tail(200)
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.logs = config.state_dir / "logs"
+        self.processes: dict[str, ManagedProcess] = {}
+
+    def _python(self, name: str, args: list[str], ready, extra_env: dict[str, str] | None = None,
+                ready_timeout: float = 60.0) -> ManagedProcess:
+        env = {**self.config.child_env(), **(extra_env or {})}
+        return ManagedProcess(name, [sys.executable, *args], self.logs, ready, env=env, cwd=ROOT,
+                              ready_timeout=ready_timeout)
+
+    def _start(self, proc: ManagedProcess) -> ManagedProcess:
+        self.processes[proc.name] = proc
+        return proc.start()
+
+    def start(self) -> "LocalStack":
+        c = self.config
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(broker_process(c.kafka_port, self.logs))
+            self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port,
+                                           c.state_dir / "clickhouse", self.logs))
+            create_topics(c.bootstrap, c.partitions)
+            subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()},
+                           cwd=ROOT, check=True, timeout=120)
+            self._start(self._python(
+                "sandbox",
+                ["-m", "providers.sandbox", "--mailgun-port", str(c.mailgun_port), "--sendgrid-port",
+                 str(c.sendgrid_port), "--control-port", str(c.sandbox_control_port)],
+                lambda: http_ok(f"{c.sandbox_url}/sandbox/health")))
+            self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/")))
+            for n in range(c.dispatchers):
+                self.start_dispatcher(n)
+            self.start_sink()
+        except (StartupError, subprocess.SubprocessError, OSError, RuntimeError) as err:
+            self.stop()
+            raise StartupError(f"the local stack did not start: {err}") from err
+        return self
+
+    def start_dispatcher(self, n: int) -> ManagedProcess:
+        holder: list[ManagedProcess] = []
+        proc = self._python(f"dispatcher-{n}", ["-m", "dispatcher"], lambda: _log_says(holder, "Ready"),
+                            {"MERCURY_WORKER_ID": f"dispatcher-{n}"}, ready_timeout=90)
+        holder.append(proc)
+        return self._start(proc)
+
+    def start_sink(self) -> ManagedProcess:
+        holder: list[ManagedProcess] = []
+        proc = self._python("sink", ["-m", "analytics.sink"], lambda: _log_says(holder, "event=sink_assigned"),
+                            ready_timeout=90)
+        holder.append(proc)
+        return self._start(proc)
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.processes.values())):
+            proc.stop()
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.processes.items() if proc.proc is not None and not proc.alive()]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    config = StackConfig.from_env()
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    stack = LocalStack(config)
+    try:
+        stack.start()
+    except StartupError as err:
+        log.error("event=stack_failed error=%s", err)
+        sys.exit(1)
+    print(f"""
+Mercury is running. Logs: {stack.logs}
+  API:      {config.api_url}/api/v1.0/
+  Sandbox:  {config.sandbox_url}/sandbox/mailgun/messages
+Send a mail:
+  curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Content-Type: application/json' \\
+       -d '{{"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "Hello", "content": "Hi Bob"}}'
+Press Ctrl-C to stop.
+""", flush=True)
+    exit_code = 0
+    while not stopping.wait(1.0):
+        if dead := stack.dead():
+            log.error("event=process_died names=%s logs=%s", ",".join(dead), stack.logs)
+            exit_code = 1
+            break
+    log.info("event=stack_stopping")
+    stack.stop()
+    log.info("event=stack_stopped")
+    sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Create Mercury's topics, idempotently, before any producer or consumer starts."""
+import logging
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas import topics
+
+log = logging.getLogger("mercury.deploy.topics")
+
+
+def create_topics(bootstrap: str, partitions: int) -> None:
+    """Raises KafkaException if a topic can neither be created nor already exists."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in topics.all_topics()]
+    for name, future in admin.create_topics(wanted, request_timeout=15).items():
+        try:
+            future.result()
+            log.info("event=topic_created topic=%s partitions=%d", name, partitions)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    metadata = admin.list_topics(timeout=10)
+    missing = [t.topic for t in wanted if t.topic not in metadata.topics]
+    if missing:
+        raise RuntimeError(f"topics missing after creation: {missing}")

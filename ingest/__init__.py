@@ -1,0 +1,1 @@
+"""The thin HTTP gateway: validates mails, writes them to Kafka, answers only after the broker acknowledged."""

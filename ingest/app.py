@@ -1,0 +1,213 @@
+"""The seed's REST API. Writes go to Kafka (202 only after the broker acknowledged); reads come from ClickHouse."""
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+import orjson
+from clickhouse_driver.errors import Error as ClickHouseError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from analytics.connection import connect
+from analytics.store import MailStore
+from ingest import schema_registry
+from ingest.config import IngestConfig
+from ingest.producer import AsyncProducer, BrokerUnavailable
+from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, now_ms, parse_json
+from schemas import codec, topics
+from schemas.events import accepted_event, encode_event, make_event
+from schemas.validation import InvalidMail
+from schemas.vocabulary import EventType
+
+log = logging.getLogger("mercury.ingest")
+API = "/api/v1.0"
+RETRY_AFTER_S = "2"
+PIPELINE_EVENTS = frozenset(str(e) for e in EventType)
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def _error(status: int, message: str, **extra: object) -> Response:
+    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+    return _json({"error": message, **extra}, status, headers)
+
+
+class _Stores(threading.local):
+    """ClickHouse clients are not thread-safe; each threadpool thread keeps its own."""
+
+    store: MailStore | None = None
+
+    def get(self) -> MailStore:
+        if self.store is None:
+            self.store = MailStore(connect())
+        return self.store
+
+
+def create_app(config: IngestConfig | None = None) -> FastAPI:
+    config = config or IngestConfig.from_env()
+    stores = _Stores()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.producer = AsyncProducer(config.bootstrap, config.delivery_timeout_ms)
+        log.info("event=ingest_started bootstrap=%s", config.bootstrap)
+        yield
+        app.state.producer.close()
+        log.info("event=ingest_stopped")
+
+    app = FastAPI(title="Mercury", version="1.0", lifespan=lifespan)
+    app.include_router(schema_registry.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        return _error(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+
+    @app.exception_handler(ClickHouseError)
+    async def store_down(_request: Request, exc: ClickHouseError) -> Response:
+        log.error("event=clickhouse_error error=%r", exc)
+        stores.store = None
+        return _error(503, "the mail history store is unavailable; retry later")
+
+    async def read_body(request: Request) -> bytes:
+        body = await request.body()
+        if len(body) > config.max_body_bytes:
+            raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
+        return body
+
+    async def reject(producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes) -> Response:
+        """Record the rejection so 'was it discarded at validation?' has an answer, then answer 4xx."""
+        event = make_event(
+            mail_id, EventType.REJECTED, "ingest", reason=str(err), field=err.field,
+            body=body[:1024].decode(errors="replace"),
+        )
+        try:
+            await producer.send(topics.EVENTS, mail_id, encode_event(event))
+        except BrokerUnavailable as exc:
+            log.error("event=rejected_event_unrecorded mail=%s error=%s", mail_id, exc)
+        return _error(_status_for(err), str(err), field=err.field, mail_id=mail_id)
+
+    @app.get(f"{API}/")
+    def index() -> Response:
+        return _json({
+            "version": "1.0",
+            "endpoints": {
+                "mails": f"{API}/mails/",
+                "mail": f"{API}/mails/<mail_id>",
+                "events": f"{API}/mails/<mail_id>/events/",
+                "event": f"{API}/mails/<mail_id>/events/<event_id>",
+                "schema_registry": "/schema-registry/",
+            },
+        })
+
+    @app.post(f"{API}/mails/", status_code=202)
+    async def create_mail(request: Request) -> Response:
+        producer: AsyncProducer = request.app.state.producer
+        mail_id = new_id()
+        body = b""
+        try:
+            body = await read_body(request)
+            mail = mail_from_body(body, mail_id)
+        except InvalidMail as err:
+            return await reject(producer, mail_id, err, body)
+        try:
+            await producer.send(topics.REQUESTS, mail.id, codec.encode("mercury.MailRequest", mail.to_record()))
+        except BrokerUnavailable as err:
+            log.warning("event=mail_not_accepted mail=%s error=%s", mail_id, err)
+            return _error(503, "the mail queue is unavailable; nothing was accepted, retry later")
+        try:
+            await producer.send(topics.EVENTS, mail.id, encode_event(accepted_event(mail, "ingest")))
+        except BrokerUnavailable as err:
+            # The mail is queued and will be delivered; only its acceptance record is missing.
+            log.error("event=accepted_event_unrecorded mail=%s error=%s", mail_id, err)
+        url = f"{API}/mails/{mail.id}"
+        return _json(
+            {"id": mail.id, "status": "accepted", "url": url},
+            202,
+            {"Location": url, "MailId": mail.id},
+        )
+
+    @app.get(f"{API}/mails/")
+    def list_mails(page: int = 1, per_page: int = 50) -> Response:
+        if page < 1 or not 1 <= per_page <= 500:
+            return _error(422, "page must be >= 1 and per_page between 1 and 500")
+        mails, total = stores.get().list_mails(limit=per_page, offset=(page - 1) * per_page)
+        has_next = page * per_page < total
+        return _json({
+            "mails": [_with_links(m) for m in mails],
+            "page": page,
+            "per_page": per_page,
+            "total": total,
+            "next": f"{API}/mails/?page={page + 1}&per_page={per_page}" if has_next else None,
+        })
+
+    @app.get(f"{API}/mails/{{mail_id}}")
+    def get_mail(mail_id: str) -> Response:
+        mail = stores.get().get_mail(mail_id)
+        if mail is None:
+            return _error(404, f"mail {mail_id} not found")
+        return _json(_with_links(mail))
+
+    @app.get(f"{API}/mails/{{mail_id}}/events/")
+    def list_events(mail_id: str) -> Response:
+        events = stores.get().mail_events(mail_id)
+        if not events and stores.get().get_mail(mail_id) is None:
+            return _error(404, f"mail {mail_id} not found")
+        return _json({"mail": mail_id, "events": events})
+
+    @app.get(f"{API}/mails/{{mail_id}}/events/{{event_id}}")
+    def get_event(mail_id: str, event_id: str) -> Response:
+        event = stores.get().get_event(mail_id, event_id)
+        if event is None:
+            return _error(404, f"event {event_id} of mail {mail_id} not found")
+        return _json(event)
+
+    @app.post(f"{API}/mails/{{mail_id}}/events/", status_code=202)
+    async def create_event(mail_id: str, request: Request) -> Response:
+        """Clients record their own steps (a webhook seen, a user action); pipeline event names are reserved."""
+        try:
+            data = parse_json(await read_body(request))
+        except InvalidMail as err:
+            return _error(_status_for(err), str(err), field=err.field)
+        name = data.get("event")
+        if not isinstance(name, str) or not EVENT_NAME.match(name):
+            return _error(422, "event: required, lowercase letters, digits and '_' (at most 64)", field="event")
+        if name in PIPELINE_EVENTS:
+            return _error(422, f"event: {name!r} is recorded by the pipeline itself", field="event")
+        created_by = data.get("created_by", "api")
+        if not isinstance(created_by, str) or len(created_by) > 64:
+            return _error(422, "created_by: must be a string of at most 64 characters", field="created_by")
+        blob = data.get("blob", "")
+        event = make_event(mail_id, name, created_by, event_id=new_id(), created_at=now_ms())
+        event["blob"] = blob if isinstance(blob, str) else orjson.dumps(blob).decode()
+        try:
+            await request.app.state.producer.send(topics.EVENTS, mail_id, encode_event(event))
+        except BrokerUnavailable:
+            return _error(503, "the event stream is unavailable; nothing was recorded, retry later")
+        url = f"{API}/mails/{mail_id}/events/{event['id']}"
+        return _json(event, 202, {"Location": url})
+
+    return app
+
+
+class BodyTooLarge(InvalidMail):
+    pass
+
+
+def _status_for(err: InvalidMail) -> int:
+    """413 for size, 400 when the body is not a JSON object at all, 422 for a field that is wrong."""
+    if isinstance(err, BodyTooLarge):
+        return 413
+    return 400 if err.field == "body" else 422
+
+
+def _with_links(mail: dict) -> dict:
+    return {**mail, "url": f"{API}/mails/{mail['id']}", "events_url": f"{API}/mails/{mail['id']}/events/"}

@@ -1,0 +1,91 @@
+"""An asyncio face on confluent-kafka's producer: `await send(...)` returns once the broker acknowledged.
+
+The producer is idempotent with acks=all, so an answered await means the record is durably on the
+partition leader and its in-sync replicas. While every broker is unreachable, `send` fails at once
+instead of waiting out the delivery timeout, so the gateway can answer 503 quickly.
+"""
+import asyncio
+import logging
+import threading
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+log = logging.getLogger("mercury.ingest.producer")
+
+
+class BrokerUnavailable(RuntimeError):
+    """The record was not acknowledged; the caller must not report it as accepted."""
+
+
+class AsyncProducer:
+    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000) -> None:
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "message.timeout.ms": delivery_timeout_ms,
+                "socket.connection.setup.timeout.ms": 3000,
+                "error_cb": self._on_error,
+            }
+        )
+        self._brokers_down = False
+        self._last_probe = 0.0
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_down = True
+        log.warning("event=kafka_error code=%s reason=%r", err.name(), err.str())
+
+    def _poll_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable."""
+        loop = asyncio.get_running_loop()
+        if self._brokers_down and not await self._probe(loop):
+            raise BrokerUnavailable("no Kafka broker is reachable")
+        done: asyncio.Future = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            loop.call_soon_threadsafe(_settle, done, err)
+
+        try:
+            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        except (BufferError, KafkaException) as err:
+            raise BrokerUnavailable(f"the producer refused the record: {err}") from err
+        err = await done
+        if err is not None:
+            raise BrokerUnavailable(f"the broker did not acknowledge the record: {err.str()}")
+        self._brokers_down = False
+
+    async def _probe(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """At most one metadata request per second while the broker is down; the rest fail at once."""
+        now = loop.time()
+        if now - self._last_probe < 1.0:
+            return False
+        self._last_probe = now
+        try:
+            await loop.run_in_executor(None, lambda: self._producer.list_topics(timeout=0.5))
+        except KafkaException:
+            return False
+        self._brokers_down = False
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is in flight, then stop the poll thread."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.error("event=producer_close_unflushed count=%d", remaining)
+        self._stopping.set()
+        self._poller.join(timeout)
+
+
+def _settle(future: asyncio.Future, err: KafkaError | None) -> None:
+    if not future.done():
+        future.set_result(err)

@@ -1,0 +1,70 @@
+"""Turns an HTTP body into a Mail, or into an error that names the field and the problem."""
+import re
+import time
+import uuid
+
+import orjson
+
+from schemas.model import Mail
+from schemas.validation import InvalidMail, check_mail
+
+_SPLIT = re.compile(r"[,;\s]+")
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_json(body: bytes) -> dict:
+    """The body as a JSON object; raises InvalidMail('body', ...) otherwise."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidMail("body", f"not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise InvalidMail("body", "must be a JSON object")
+    return data
+
+
+def _string(data: dict, field: str) -> str:
+    value = data.get(field)
+    if value is None:
+        raise InvalidMail(field, "is required")
+    if not isinstance(value, str):
+        raise InvalidMail(field, "must be a string")
+    return value
+
+
+def _recipients(data: dict) -> tuple[str, ...]:
+    """The seed took recipients as one string of addresses; a JSON list is accepted too."""
+    value = data.get("recipients")
+    if value is None:
+        raise InvalidMail("recipients", "is required")
+    if isinstance(value, str):
+        return tuple(part for part in _SPLIT.split(value) if part)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value if item.strip())
+    raise InvalidMail("recipients", "must be a string of addresses or a list of strings")
+
+
+def mail_from_body(body: bytes, mail_id: str) -> Mail:
+    """Parse and validate; the mail is stamped as accepted now, over HTTP."""
+    data = parse_json(body)
+    unknown = set(data) - {"sender", "recipients", "subject", "content"}
+    if unknown:
+        raise InvalidMail(sorted(unknown)[0], "is not a known field")
+    mail = Mail(
+        id=mail_id,
+        sender=_string(data, "sender"),
+        recipients=_recipients(data),
+        subject=_string(data, "subject"),
+        content=_string(data, "content"),
+        created_at=now_ms(),
+        origin="http",
+    )
+    return check_mail(mail)

@@ -1,0 +1,72 @@
+"""The read-only subset of the Confluent Schema Registry API that outside producers need.
+
+confluent-kafka's AvroSerializer registers (or looks up) its schema before the first write; answering
+with Mercury's fixed ids lets a producer point `schema.registry.url` at the gateway and write records the
+dispatcher decodes. A schema that is not Mercury's is refused, as a real registry refuses an incompatible one.
+"""
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from schemas import registry
+
+MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+router = APIRouter(prefix="/schema-registry", tags=["schema registry"])
+
+
+def _answer(body: object, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def _error(status: int, code: int, message: str) -> JSONResponse:
+    return _answer({"error_code": code, "message": message}, status)
+
+
+def _version(schema: registry.RegisteredSchema, subject: str) -> dict:
+    return {"subject": subject, "version": 1, "id": schema.id, "schema": schema.canonical}
+
+
+@router.get("/subjects")
+def subjects() -> JSONResponse:
+    return _answer([s.subject for s in registry.schemas().values()])
+
+
+@router.get("/schemas/ids/{schema_id}")
+def schema_by_id(schema_id: int) -> JSONResponse:
+    schema = registry.schemas().get(schema_id)
+    if schema is None:
+        return _error(404, 40403, f"schema {schema_id} not found")
+    return _answer({"schema": schema.canonical})
+
+
+@router.get("/subjects/{subject}/versions")
+def versions(subject: str) -> JSONResponse:
+    if registry.by_subject(subject) is None:
+        return _error(404, 40401, f"subject {subject!r} not found")
+    return _answer([1])
+
+
+@router.get("/subjects/{subject}/versions/{version}")
+def version(subject: str, version: str) -> JSONResponse:
+    schema = registry.by_subject(subject)
+    if schema is None:
+        return _error(404, 40401, f"subject {subject!r} not found")
+    if version not in ("1", "latest", "-1"):
+        return _error(404, 40402, f"version {version} not found")
+    return _answer(_version(schema, subject))
+
+
+@router.post("/subjects/{subject}/versions")
+@router.post("/subjects/{subject}")
+async def register(subject: str, request: Request) -> JSONResponse:
+    """Registration and lookup both answer with the fixed id when the schema is Mercury's own."""
+    expected = registry.by_subject(subject)
+    if expected is None:
+        return _error(404, 40401, f"subject {subject!r} is not one of Mercury's topics")
+    try:
+        body = await request.json()
+        offered = registry.match(body["schema"])
+    except (ValueError, KeyError, TypeError) as err:
+        return _error(422, 42201, f"invalid schema: {err}")
+    if offered is None or offered.id != expected.id:
+        return _error(409, 409, f"schema is not compatible with {expected.name}; fetch it from /schema-registry/schemas/ids/{expected.id}")
+    return _answer(_version(expected, subject))

@@ -1,0 +1,60 @@
+"""Fixtures for the analytics tests: a fresh database per test, the sink's topics, a producer, and sinks
+run as real processes."""
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clickhouse_driver import Client
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from analytics.connection import connect
+from analytics.migrate import migrate
+from pipeline import PARTITIONS, SINK_TOPICS, Publisher, Records, SinkRunner
+
+
+@pytest.fixture
+def records() -> Records:
+    return Records()
+
+
+@pytest.fixture
+def ch_env(clickhouse: dict[str, str]) -> dict[str, str]:
+    """The CLICKHOUSE_* variables for a database of this test's own."""
+    return {**clickhouse, "CLICKHOUSE_DATABASE": f"test_{uuid.uuid4().hex[:12]}"}
+
+
+@pytest.fixture
+def client(ch_env: dict[str, str]) -> Iterator[Client]:
+    """A client on this test's database, migrated."""
+    client = connect(ch_env)
+    migrate(client)
+    yield client
+    client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def kafka(bootstrap: str) -> str:
+    """The broker with the sink's topics created (several partitions); returns the bootstrap address."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(t, num_partitions=PARTITIONS, replication_factor=1) for t in SINK_TOPICS])
+    for future in futures.values():
+        try:
+            future.result(timeout=10)
+        except KafkaException as err:
+            if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return bootstrap
+
+
+@pytest.fixture
+def publisher(kafka: str) -> Publisher:
+    return Publisher(kafka)
+
+
+@pytest.fixture
+def sinks(kafka: str, tmp_path: Path) -> Iterator[SinkRunner]:
+    runner = SinkRunner(kafka, tmp_path / "logs")
+    yield runner
+    runner.stop_all()

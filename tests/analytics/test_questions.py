@@ -1,0 +1,227 @@
+"""The operators' questions against a synthetic history whose answers are computed here, plainly, from
+the records themselves. Every row is written twice, so a doubled count fails the test."""
+import threading
+from collections import Counter, defaultdict
+
+import orjson
+import pytest
+from clickhouse_driver import Client
+
+from analytics import questions
+from analytics.rows import event_row, mail_row
+from analytics.writer import Writer
+from pipeline import Records
+
+T0 = 1_750_000_000_000
+PROVIDERS = ("alpha", "beta", "gamma")
+# Attempt scripts: (provider, outcome, cause) per attempt; outcome "accepted" means sent.
+SCRIPTS = [
+    [("alpha", "accepted", None)],
+    [("beta", "transient", "network"), ("alpha", "accepted", None)],
+    [("gamma", "transient", "rate_limit"), ("beta", "transient", "provider")],
+    [("gamma", "permanent", None)],
+    [("alpha", "provider_failure", None), ("beta", "ambiguous", None), ("gamma", "accepted", None)],
+    [("beta", "transient", None), ("gamma", "accepted", None)],
+]
+TERMINAL = {"sent", "dead_lettered", "rejected"}
+
+
+class History:
+    """Builds the records and keeps the plain facts the expectations are computed from."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self.mails: list[dict] = []
+        self.events: list[dict] = []
+
+    def add_mail(self, i: int) -> None:
+        accepted = T0 + i * 1000
+        mail = self.records.mail(accepted)
+        # Some mails come from outside producers (no accepted event); some only have the event.
+        if i % 7 != 3:
+            self.mails.append(mail)
+        if i % 7 != 0:
+            self.events.append(self.records.event(mail["id"], "accepted", accepted))
+        at = accepted + 10 + (i * 37) % 400
+        script = SCRIPTS[i % len(SCRIPTS)]
+        for provider, outcome, cause in script:
+            self.events.append(self.records.event(mail["id"], "dispatched", at, provider))
+            at += 1 + (i * 13) % 50
+            if outcome == "accepted":
+                latency = 20 + (i * 29) % 700
+                at += latency
+                self.events.append(self.records.event(
+                    mail["id"], "sent", at, provider, "accepted", message_id=f"<{i}@{provider}>", latency_ms=latency,
+                ))
+                return
+            detail = {"status": 503, "detail": "x"} | ({"cause": cause} if cause else {})
+            self.events.append(self.records.event(mail["id"], "attempt_failed", at, provider, outcome, **detail))
+        at += 5
+        final = "dead_lettered" if script[-1][1] == "permanent" else "retry_scheduled"
+        self.events.append(self.records.event(mail["id"], final, at))
+
+    def of(self, mail_id: str) -> list[dict]:
+        return sorted((e for e in self.events if e["mail"] == mail_id), key=lambda e: e["created_at"])
+
+    def accepted_at(self) -> dict[str, int]:
+        times: dict[str, int] = {m["id"]: m["created_at"] for m in self.mails}
+        for e in self.events:
+            if e["event"] == "accepted":
+                times[e["mail"]] = min(times.get(e["mail"], e["created_at"]), e["created_at"])
+        return times
+
+    def durations(self, target: str, since_ms: int = 0) -> list[int]:
+        result = []
+        for mail, accepted in self.accepted_at().items():
+            reached = [e["created_at"] for e in self.of(mail) if e["event"] == target]
+            if reached and accepted >= since_ms:
+                result.append(min(reached) - accepted)
+        return result
+
+
+def quantile(values: list[float], level: float) -> float:
+    """The value at rank floor(level * n) of the sorted values, as the questions define quantiles."""
+    ordered = sorted(values)
+    return ordered[min(int(level * len(ordered)), len(ordered) - 1)]
+
+
+EMPTY = {"count": 0, "max_ms": None, "avg_ms": None, "p50_ms": None, "p95_ms": None, "p99_ms": None}
+
+
+def assert_stats(stats: dict, values: list[float]) -> None:
+    if not values:
+        assert stats == EMPTY
+        return
+    assert stats["count"] == len(values)
+    assert stats["max_ms"] == max(values)
+    assert stats["avg_ms"] == pytest.approx(sum(values) / len(values), abs=0.01)
+    for level, key in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
+        assert stats[key] == quantile(values, level), key
+
+
+@pytest.fixture
+def history(client: Client, records: Records) -> History:
+    history = History(records)
+    for i in range(120):
+        history.add_mail(i)
+    rejected = records.new_id("rejected")
+    history.events.append(records.event(rejected, "rejected", T0 + 5, reason="invalid recipient"))
+    queued_only = records.mail(T0 + 200_000)
+    history.mails.append(queued_only)
+    writer = Writer(client, threading.Event())
+    rows = {
+        "mails": [mail_row(mail, 0, offset) for offset, mail in enumerate(history.mails)],
+        "events": [event_row(event, 0, offset) for offset, event in enumerate(history.events)],
+    }
+    for _ in range(2):
+        assert writer.write(rows)
+    return history
+
+
+def test_queue_and_delivery_times(client: Client, history: History) -> None:
+    assert_stats(questions.queue_time_stats(client), history.durations("dispatched"))
+    assert_stats(questions.delivery_time_stats(client), history.durations("sent"))
+    since = T0 + 60_000
+    assert_stats(questions.queue_time_stats(client, since_ms=since), history.durations("dispatched", since))
+    assert_stats(questions.delivery_time_stats(client, since_ms=since), history.durations("sent", since))
+
+
+def test_no_data_gives_empty_stats(client: Client, history: History) -> None:
+    assert questions.delivery_time_stats(client, since_ms=T0 + 10**9) == EMPTY
+
+
+def test_provider_stats(client: Client, history: History) -> None:
+    attempts, sent, failed = Counter(), Counter(), Counter()
+    latencies = defaultdict(list)
+    for e in history.events:
+        if e["event"] == "dispatched":
+            attempts[e["provider"]] += 1
+        elif e["event"] == "sent":
+            sent[e["provider"]] += 1
+            latencies[e["provider"]].append(orjson.loads(e["blob"])["latency_ms"])
+        elif e["event"] == "attempt_failed":
+            failed[e["provider"]] += 1
+    result = {row["provider"]: row for row in questions.provider_stats(client)}
+    assert set(result) == set(PROVIDERS)
+    assert not sent["beta"], "the data set keeps one provider without a single sent mail"
+    for provider in PROVIDERS:
+        row = result[provider]
+        assert (row["attempts"], row["sent"], row["failed"]) == (attempts[provider], sent[provider], failed[provider])
+        assert row["success_rate"] == pytest.approx(sent[provider] / attempts[provider])
+        assert row["failure_rate"] == pytest.approx(failed[provider] / attempts[provider])
+        assert_stats(row["latency_ms"], latencies[provider])
+
+
+def test_provider_timeline_adds_up_to_the_totals(client: Client, history: History) -> None:
+    timeline = questions.provider_timeline(client, bucket_s=30)
+    totals = {row["provider"]: row for row in questions.provider_stats(client)}
+    for provider in PROVIDERS:
+        rows = [row for row in timeline if row["provider"] == provider]
+        assert all(row["bucket_start"] % 30_000 == 0 for row in rows)
+        assert sum(row["attempts"] for row in rows) == totals[provider]["attempts"]
+        assert sum(row["sent"] for row in rows) == totals[provider]["sent"]
+
+
+def test_failure_causes(client: Client, history: History) -> None:
+    expected = defaultdict(Counter)
+    names = {("transient", "network"): "network", ("transient", "provider"): "provider_outage",
+             ("transient", "rate_limit"): "rate_limit"}
+    for e in history.events:
+        if e["event"] != "attempt_failed":
+            continue
+        cause = orjson.loads(e["blob"]).get("cause")
+        kind = names.get((e["outcome"], cause)) or (e["outcome"] if e["outcome"] != "transient" else "other")
+        expected[e["provider"]][kind] += 1
+        expected[e["provider"]]["total"] += 1
+    result = {row.pop("provider"): row for row in questions.failure_causes(client)}
+    assert set(result) == set(expected)
+    for provider, counts in expected.items():
+        assert {k: v for k, v in result[provider].items() if v} == dict(counts)
+
+
+def test_unfinished_mails(client: Client, history: History) -> None:
+    now = T0 + 1_000_000
+    older_than_s = 600
+    accepted = history.accepted_at()
+    expected = sorted(
+        mail for mail, at in accepted.items()
+        if at <= now - older_than_s * 1000 and not any(e["event"] in TERMINAL for e in history.of(mail))
+    )
+    result = questions.unfinished_mails(client, older_than_s, now_ms=now)
+    assert sorted(row["mail"] for row in result) == expected
+    assert [row["accepted_at"] for row in result] == sorted(row["accepted_at"] for row in result)
+    for row in result:
+        events = history.of(row["mail"])
+        assert row["accepted_at"] == accepted[row["mail"]]
+        assert row["age_ms"] == now - accepted[row["mail"]]
+        if events:
+            assert (row["last_event"], row["last_event_at"]) == (events[-1]["event"], events[-1]["created_at"])
+            assert row["attempts"] == sum(e["event"] == "dispatched" for e in events)
+        else:
+            assert (row["last_event"], row["last_provider"], row["attempts"]) == (None, None, 0)
+    queued = [row for row in result if row["last_event"] is None]
+    assert len(queued) == 1
+    assert len(questions.unfinished_mails(client, older_than_s, now_ms=now, limit=3)) == 3
+
+
+def test_mail_trace_tells_a_mails_story(client: Client, history: History) -> None:
+    # Mail 4 runs script 4: provider failure on alpha, ambiguous on beta, sent by gamma.
+    mail = next(m for m in history.mails if m["created_at"] == T0 + 4000)
+    trace = questions.mail_trace(client, mail["id"])
+    assert trace["mail"]["id"] == mail["id"] and trace["status"] == "sent"
+    assert trace["accepted_at"] == T0 + 4000
+    assert trace["providers_tried"] == ["alpha", "beta", "gamma"]
+    assert [(f["provider"], f["outcome"]) for f in trace["failures"]] == [
+        ("alpha", "provider_failure"), ("beta", "ambiguous"),
+    ]
+    assert trace["finished_at"] == max(e["created_at"] for e in history.of(mail["id"]))
+    assert not trace["rejected"]
+    assert [e["id"] for e in trace["events"]] == [e["id"] for e in history.of(mail["id"])]
+
+
+def test_mail_trace_of_a_rejected_and_an_unknown_mail(client: Client, history: History) -> None:
+    rejected = next(e for e in history.events if e["event"] == "rejected")
+    trace = questions.mail_trace(client, rejected["mail"])
+    assert trace["rejected"] and trace["mail"] is None and trace["status"] == "rejected"
+    assert trace["finished_at"] == rejected["created_at"] and trace["accepted_at"] is None
+    assert questions.mail_trace(client, "no-such-mail") is None

@@ -1,0 +1,100 @@
+"""The whole local stack, started once for the end-to-end tests, with a short retry ladder."""
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+from confluent_kafka import Consumer
+
+from analytics.connection import connect
+from deploy.stack import LocalStack, StackConfig
+from sandbox_client import Sandbox
+from schemas import codec
+
+BREAKER_FAILURES = 3
+STACK_ENV = {
+    "MERCURY_RETRY_DELAYS": "1,2,4,8,16",
+    "MERCURY_BREAKER_FAILURES": str(BREAKER_FAILURES),
+    "MERCURY_BREAKER_RECOVERY_S": "2",
+    "MERCURY_PROVIDER_READ_TIMEOUT": "2",
+    "MERCURY_SINK_BATCH_SECONDS": "0.2",
+}
+
+
+def wait_for(check: Callable[[], object], timeout: float = 30.0, every: float = 0.2, what: str = "condition"):
+    """Poll until `check` returns something truthy; fail the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = StackConfig.on_free_ports(tmp_path_factory.mktemp("stack"), extra_env=STACK_ENV)
+    running = LocalStack(config).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> str:
+    return f"{stack.config.api_url}/api/v1.0"
+
+
+@pytest.fixture
+def sandbox(stack: LocalStack) -> Iterator[Sandbox]:
+    """The stack's sandbox with no faults; mailboxes are kept, tests tell their mails apart by subject."""
+    c = stack.config
+    box = Sandbox({"mailgun": c.mailgun_port, "sendgrid": c.sendgrid_port}, c.sandbox_control_port)
+    box.clear_faults()
+    yield box
+    box.clear_faults()
+
+
+@pytest.fixture
+def clickhouse_client(stack: LocalStack):
+    return connect({"CLICKHOUSE_HOST": "127.0.0.1", "CLICKHOUSE_PORT": str(stack.config.clickhouse_port)})
+
+
+def unique_subject(label: str) -> str:
+    return f"{label} {uuid.uuid4().hex[:12]}"
+
+
+def post_mail(api: str, subject: str, recipients: object = "bob@example.com", **extra: object) -> str:
+    body = {"sender": "alice@example.com", "recipients": recipients, "subject": subject, "content": "hello", **extra}
+    response = requests.post(f"{api}/mails/", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def events_of(api: str, mail_id: str) -> list[dict]:
+    response = requests.get(f"{api}/mails/{mail_id}/events/", timeout=10)
+    return response.json()["events"] if response.status_code == 200 else []
+
+
+def wait_for_event(api: str, mail_id: str, event: str, timeout: float = 30.0) -> list[dict]:
+    return wait_for(lambda: (evs := events_of(api, mail_id)) and any(e["event"] == event for e in evs) and evs,
+                    timeout, what=f"event {event!r} of mail {mail_id}")
+
+
+def dead_letters(bootstrap: str, wanted: Callable[[dict], bool], count: int, timeout: float = 30.0) -> list[dict]:
+    """Read mail.dead from the beginning until `count` letters matching `wanted` were seen."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["mail.dead"])
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            for message in consumer.consume(100, 0.5):
+                if message.error() is None:
+                    _, letter = codec.decode(message.value())
+                    if wanted(letter):
+                        found.append(letter)
+    finally:
+        consumer.close()
+    return found
