@@ -62,6 +62,10 @@ def consumer_config(config: SinkConfig) -> dict[str, object]:
         # Inserts retried during a ClickHouse outage do not poll; past this the member is evicted, its
         # commit is refused, and the batch is read again after the rejoin.
         "max.poll.interval.ms": 300000,
+        # Fewer, fuller fetches: the local broker's fetch cost grows with the partition's length, so a
+        # fetch per handful of records would dominate its CPU. The sink batches for longer than this anyway.
+        "fetch.min.bytes": 256 * 1024,
+        "fetch.wait.max.ms": 200,
         "logger": logging.getLogger("mercury.analytics.kafka"),
         "error_cb": _on_client_error,
     }

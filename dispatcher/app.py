@@ -16,6 +16,7 @@ from dispatcher.jobs import Source
 from dispatcher.pipeline import run_ordered
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
+from schemas.producer import AsyncProducer, BrokerUnavailable
 from schemas import topics
 
 log = logging.getLogger("mercury.dispatcher")
@@ -41,24 +42,25 @@ def create_app(config: DispatcherConfig) -> faust.App:
         broker_rebalance_timeout=config.session_timeout_s,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_linger_ms=2,
         topic_allow_declare=False,
         topic_disable_leader=True,
         stream_wait_empty=False,
     )
-    outbound = {name: app.topic(name) for name in topics.all_topics()}
+    producer = AsyncProducer(config.bootstrap, name=config.worker_id)
 
     async def publish(outputs: list[Output]) -> None:
-        """Retry until the broker acknowledged every record: giving up here would lose the mail."""
-        backoff = 0.1
-        while True:
-            try:
-                pending = [await outbound[o.topic].send(key=o.key.encode(), value=o.value) for o in outputs]
-                await asyncio.gather(*pending)
-                return
-            except Exception as err:  # any producer failure: keep the offset, try again
-                log.error("event=publish_failed records=%d error=%r retry_in_s=%.1f", len(outputs), err, backoff)
+        """Retry what the broker did not acknowledge until it did: giving up here would lose the mail."""
+        pending, backoff = outputs, 0.1
+        while pending:
+            results = await asyncio.gather(*(producer.send(o.topic, o.key, o.value) for o in pending),
+                                           return_exceptions=True)
+            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, BaseException)]
+            for _, err in failed:
+                if not isinstance(err, BrokerUnavailable):
+                    raise err
+            pending = [o for o, _ in failed]
+            if pending:
+                log.error("event=publish_failed records=%d error=%s retry_in_s=%.1f", len(pending), failed[0][1], backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, PUBLISH_BACKOFF_MAX_S)
 

@@ -30,7 +30,7 @@ class DispatcherConfig:
             worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{os.getpid()}"),
             batch_size=int(env.get("MERCURY_DISPATCH_BATCH", "200")),
             batch_seconds=float(env.get("MERCURY_DISPATCH_BATCH_SECONDS", "0.02")),
-            send_threads=int(env.get("MERCURY_SEND_THREADS", "64")),
+            send_threads=int(env.get("MERCURY_SEND_THREADS", "16")),
             breaker_failures=failures,
             breaker_recovery_s=recovery,
             retry_delays=tuple(retry_delays()),

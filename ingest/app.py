@@ -14,7 +14,7 @@ from analytics.connection import connect
 from analytics.store import MailStore
 from ingest import schema_registry
 from ingest.config import IngestConfig
-from ingest.producer import AsyncProducer, BrokerUnavailable
+from schemas.producer import AsyncProducer, BrokerUnavailable
 from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, now_ms, parse_json
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event

@@ -21,5 +21,5 @@ class IngestConfig:
             bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             max_body_bytes=int(env.get("MERCURY_MAX_BODY_BYTES", "900000")),
             delivery_timeout_ms=int(env.get("MERCURY_KAFKA_DELIVERY_TIMEOUT_MS", "5000")),
-            workers=int(env.get("MERCURY_INGEST_WORKERS", "1")),
+            workers=int(env.get("MERCURY_INGEST_WORKERS", "2")),
         )

@@ -1,6 +1,7 @@
 """Rules a mail must satisfy before anyone tries to send it, shared by the HTTP gateway and the dispatcher
 (which sees records from outside producers that never passed the gateway)."""
 import os
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -21,12 +22,22 @@ class InvalidMail(ValueError):
         self.problem = problem
 
 
+@lru_cache(maxsize=65536)
+def _normalized(address: str) -> tuple[str, str]:
+    """(normalized address, "") or ("", why it is invalid); cached because senders and recipients repeat
+    and the syntax check is a large share of a request's CPU."""
+    try:
+        return validate_email(address, check_deliverability=False).normalized, ""
+    except EmailNotValidError as err:
+        return "", str(err)
+
+
 def check_address(field: str, address: str) -> str:
     """Return the normalized address or raise InvalidMail; never touches DNS."""
-    try:
-        return validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError as err:
-        raise InvalidMail(field, f"{address!r} is not a valid address ({err})") from err
+    normalized, problem = _normalized(address)
+    if problem:
+        raise InvalidMail(field, f"{address!r} is not a valid address ({problem})")
+    return normalized
 
 
 def check_mail(mail: Mail) -> Mail:

@@ -1,5 +1,8 @@
 """An asyncio face on confluent-kafka's producer: `await send(...)` returns once the broker acknowledged.
 
+Shared by every component that writes Mercury records from asyncio code (the gateway, the dispatcher):
+librdkafka does the batching and retries in C, which costs a fraction of a pure-Python client per record.
+
 The producer is idempotent with acks=all, so an answered await means the record is durably on the
 partition leader and its in-sync replicas. While every broker is unreachable, `send` fails at once
 instead of waiting out the delivery timeout, so the gateway can answer 503 quickly.
@@ -10,7 +13,7 @@ import threading
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-log = logging.getLogger("mercury.ingest.producer")
+log = logging.getLogger("mercury.producer")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -18,20 +21,23 @@ class BrokerUnavailable(RuntimeError):
 
 
 class AsyncProducer:
-    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000) -> None:
+    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, name: str = "mercury") -> None:
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 2,
+                "linger.ms": 10,
                 "message.timeout.ms": delivery_timeout_ms,
                 "socket.connection.setup.timeout.ms": 3000,
+                "client.id": name,
                 "error_cb": self._on_error,
             }
         )
         self._brokers_down = False
         self._last_probe = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._settled: list[tuple[asyncio.Future, KafkaError | None]] = []
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
@@ -42,18 +48,22 @@ class AsyncProducer:
         log.warning("event=kafka_error code=%s reason=%r", err.name(), err.str())
 
     def _poll_loop(self) -> None:
+        """Delivery reports of one poll wake the event loop once, not once per record."""
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            if self._settled:
+                settled, self._settled = self._settled, []
+                self._loop.call_soon_threadsafe(_settle_all, settled)
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
         """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if self._brokers_down and not await self._probe(loop):
             raise BrokerUnavailable("no Kafka broker is reachable")
         done: asyncio.Future = loop.create_future()
 
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
-            loop.call_soon_threadsafe(_settle, done, err)
+            self._settled.append((done, err))
 
         try:
             self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
@@ -86,6 +96,7 @@ class AsyncProducer:
         self._poller.join(timeout)
 
 
-def _settle(future: asyncio.Future, err: KafkaError | None) -> None:
-    if not future.done():
-        future.set_result(err)
+def _settle_all(settled: list[tuple[asyncio.Future, KafkaError | None]]) -> None:
+    for future, err in settled:
+        if not future.done():
+            future.set_result(err)
