@@ -54,6 +54,7 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         ready_timeout: float = 60.0,
+        niceness: int = 0,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -62,6 +63,7 @@ class ManagedProcess:
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
         self.ready_timeout = ready_timeout
+        self.niceness = niceness
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "ManagedProcess":
@@ -70,7 +72,7 @@ class ManagedProcess:
         log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv, stdout=log_file, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None,
         )
         log_file.close()
         deadline = time.monotonic() + self.ready_timeout

@@ -33,6 +33,7 @@ class StackConfig:
     sandbox_control_port: int = 8029
     dispatchers: int = 2
     partitions: int = 4
+    worker_niceness: int = 5
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +50,7 @@ class StackConfig:
             sandbox_control_port=int(env.get("MERCURY_SANDBOX_CONTROL_PORT", "8029")),
             dispatchers=int(env.get("MERCURY_DISPATCHERS", "2")),
             partitions=int(env.get("MERCURY_PARTITIONS", "4")),
+            worker_niceness=int(env.get("MERCURY_WORKER_NICENESS", "5")),
         )
 
     @classmethod
@@ -96,10 +98,10 @@ class LocalStack:
         self.processes: dict[str, ManagedProcess] = {}
 
     def _python(self, name: str, args: list[str], ready, extra_env: dict[str, str] | None = None,
-                ready_timeout: float = 60.0) -> ManagedProcess:
+                ready_timeout: float = 60.0, niceness: int = 0) -> ManagedProcess:
         env = {**self.config.child_env(), **(extra_env or {})}
         return ManagedProcess(name, [sys.executable, *args], self.logs, ready, env=env, cwd=ROOT,
-                              ready_timeout=ready_timeout)
+                              ready_timeout=ready_timeout, niceness=niceness)
 
     def _start(self, proc: ManagedProcess) -> ManagedProcess:
         self.processes[proc.name] = proc
@@ -132,14 +134,15 @@ class LocalStack:
     def start_dispatcher(self, n: int) -> ManagedProcess:
         holder: list[ManagedProcess] = []
         proc = self._python(f"dispatcher-{n}", ["-m", "dispatcher"], lambda: _log_says(holder, "Ready"),
-                            {"MERCURY_WORKER_ID": f"dispatcher-{n}"}, ready_timeout=90)
+                            {"MERCURY_WORKER_ID": f"dispatcher-{n}"}, ready_timeout=90,
+                            niceness=self.config.worker_niceness)
         holder.append(proc)
         return self._start(proc)
 
     def start_sink(self) -> ManagedProcess:
         holder: list[ManagedProcess] = []
         proc = self._python("sink", ["-m", "analytics.sink"], lambda: _log_says(holder, "event=sink_assigned"),
-                            ready_timeout=90)
+                            ready_timeout=90, niceness=self.config.worker_niceness)
         holder.append(proc)
         return self._start(proc)
 
