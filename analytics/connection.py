@@ -29,7 +29,7 @@ def database_name(env: Mapping[str, str] = os.environ) -> str:
 
 
 def connect(env: Mapping[str, str] = os.environ) -> Client:
-    """A client for CLICKHOUSE_HOST:CLICKHOUSE_PORT bound to CLICKHOUSE_DATABASE.
+    """A client for CLICKHOUSE_HOST:CLICKHOUSE_PORT bound to CLICKHOUSE_DATABASE, as CLICKHOUSE_USER.
 
     Connects lazily, on the first query; a lost connection is reopened by the next query.
     """
@@ -37,6 +37,8 @@ def connect(env: Mapping[str, str] = os.environ) -> Client:
         env.get("CLICKHOUSE_HOST", "127.0.0.1"),
         port=int(env.get("CLICKHOUSE_PORT", "9000")),
         database=database_name(env),
+        user=env.get("CLICKHOUSE_USER", "default"),
+        password=env.get("CLICKHOUSE_PASSWORD", ""),
         client_name="mercury-analytics",
         connect_timeout=CONNECT_TIMEOUT_S,
         send_receive_timeout=SEND_RECEIVE_TIMEOUT_S,

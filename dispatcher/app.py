@@ -71,7 +71,7 @@ def create_app(config: DispatcherConfig) -> faust.App:
         await publish(await dispatcher.handle(message.value, message.key, source))
 
     async def consume(stream: StreamT) -> None:
-        await run_ordered(stream, process, config.batch_size)
+        await run_ordered(stream, process, config.max_in_flight)
 
     app.agent(app.topic(topics.REQUESTS), name="requests")(consume)
     for level, name in enumerate(topics.retry_topics()):

@@ -1,5 +1,6 @@
 """Dispatcher settings from the environment, with safe local defaults."""
 import os
+import socket
 from dataclasses import dataclass
 
 from schemas.topics import retry_delays
@@ -9,8 +10,7 @@ from schemas.topics import retry_delays
 class DispatcherConfig:
     bootstrap: str
     worker_id: str
-    batch_size: int
-    batch_seconds: float
+    max_in_flight: int
     send_threads: int
     breaker_failures: int
     breaker_recovery_s: float
@@ -27,9 +27,8 @@ class DispatcherConfig:
             raise ValueError("MERCURY_BREAKER_FAILURES must be >= 1 and MERCURY_BREAKER_RECOVERY_S > 0")
         return cls(
             bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-            worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{os.getpid()}"),
-            batch_size=int(env.get("MERCURY_DISPATCH_BATCH", "200")),
-            batch_seconds=float(env.get("MERCURY_DISPATCH_BATCH_SECONDS", "0.02")),
+            worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{socket.gethostname()}-{os.getpid()}"),
+            max_in_flight=int(env.get("MERCURY_DISPATCH_IN_FLIGHT", "200")),
             send_threads=int(env.get("MERCURY_SEND_THREADS", "16")),
             breaker_failures=failures,
             breaker_recovery_s=recovery,
