@@ -17,14 +17,15 @@ log = logging.getLogger("mercury.analytics.migrate")
 RECORD_TABLE = "schema_migrations"
 
 
-def migrate(client: Client) -> list[str]:
+def migrate(client: Client, admin: Client | None = None) -> list[str]:
     """Create the client's database if missing and apply pending migrations in order.
 
+    `admin` is a client bound to `system` that creates the database; by default a sibling of `client`.
     Blocks until done; returns the names applied (empty when up to date); raises the driver's error when
     a statement fails, leaving earlier migrations recorded.
     """
     database = identifier(client.connection.database)
-    _create_database(client, database)
+    _create_database(admin or _system_client(client), database)
     client.execute(
         f"""
         CREATE TABLE IF NOT EXISTS {database}.{RECORD_TABLE}
@@ -48,16 +49,19 @@ def migrate(client: Client) -> list[str]:
     return done
 
 
-def _create_database(client: Client, database: str) -> None:
+def _system_client(client: Client) -> Client:
     # A client bound to a missing database cannot even connect, so the database is created over a
     # sibling connection bound to `system`, which always exists.
     connection = client.connection
     host, port = connection.hosts[0]
-    admin = Client(
+    return Client(
         host, port=port, database="system", user=connection.user, password=connection.password,
         client_name="mercury-migrate", connect_timeout=connection.connect_timeout,
         send_receive_timeout=connection.send_receive_timeout,
     )
+
+
+def _create_database(admin: Client, database: str) -> None:
     try:
         admin.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
     finally:

@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from analytics.connection import connect
 from analytics.migrate import migrate
+from current_clickhouse import CURRENT, REAL, CurrentClickHouse
 from pipeline import PARTITIONS, SINK_TOPICS, Publisher, Records, SinkRunner
 
 
@@ -26,12 +27,22 @@ def ch_env(clickhouse: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(ch_env: dict[str, str]) -> Iterator[Client]:
-    """A client on this test's database, migrated."""
-    client = connect(ch_env)
-    migrate(client)
-    yield client
-    client.disconnect()
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client | CurrentClickHouse]:
+    """A client on this test's database, migrated: on the 18.16 server, or, in modules marked
+    current_clickhouse.both_versions, once on each version."""
+    admin = None
+    if getattr(request, "param", REAL) == CURRENT:
+        client = CurrentClickHouse(str(tmp_path / "chdb"), database="mercury")
+        # The database is created over another session on the same chdb directory, bound to `system`.
+        admin = CurrentClickHouse(str(tmp_path / "chdb"), database="system")
+    else:
+        client = connect(request.getfixturevalue("ch_env"))
+    try:
+        migrate(client, admin)
+        yield client
+    finally:
+        # chdb holds one data directory per process at a time: the next test's opens once this closes.
+        client.disconnect()
 
 
 @pytest.fixture(scope="session")

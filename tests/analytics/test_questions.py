@@ -10,7 +10,10 @@ from clickhouse_driver import Client
 from analytics import questions
 from analytics.rows import event_row, mail_row
 from analytics.writer import Writer
+from current_clickhouse import both_versions
 from pipeline import Records
+
+pytestmark = both_versions
 
 T0 = 1_750_000_000_000
 PROVIDERS = ("alpha", "beta", "gamma")

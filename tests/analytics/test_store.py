@@ -7,7 +7,10 @@ from clickhouse_driver import Client
 from analytics.rows import event_row, mail_row
 from analytics.store import MailStore
 from analytics.writer import Writer
+from current_clickhouse import both_versions
 from pipeline import Records
+
+pytestmark = both_versions
 
 T0 = 1_750_000_000_000
 
