@@ -37,7 +37,8 @@ def _error(status: int, message: str, **extra: object) -> Response:
 
 
 class _Stores(threading.local):
-    """ClickHouse clients are not thread-safe; each threadpool thread keeps its own."""
+    """ClickHouse clients are not thread-safe; each threadpool thread keeps its own (it reconnects by itself
+    after a lost connection)."""
 
     store: MailStore | None = None
 
@@ -74,7 +75,6 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     @app.exception_handler(ClickHouseError)
     async def store_down(_request: Request, exc: ClickHouseError) -> Response:
         log.error("event=clickhouse_error error=%r", exc)
-        stores.store = None
         return _error(503, "the mail history store is unavailable; retry later")
 
     async def read_body(request: Request) -> bytes:

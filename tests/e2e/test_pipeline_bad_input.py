@@ -89,19 +89,36 @@ def test_a_foreign_schema_is_refused_by_the_registry(stack):
     assert response.status_code == 409
 
 
-def test_broker_unreachable_answers_503_never_202(stack, tmp_path):
+def start_ingest(stack, log_dir, **env: str) -> tuple[ManagedProcess, str]:
+    """A second gateway beside the stack's, with some of its settings replaced."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}/api/v1.0"
     ingest = ManagedProcess(
-        "ingest-no-broker", [sys.executable, "-m", "ingest"], tmp_path,
-        ready=lambda: http_ok(f"http://127.0.0.1:{port}/api/v1.0/"),
-        env={**stack.config.child_env(), "MERCURY_INGEST_PORT": str(port),
-             "KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "MERCURY_KAFKA_DELIVERY_TIMEOUT_MS": "2000"},
-    ).start()
+        "ingest-alone", [sys.executable, "-m", "ingest"], log_dir, ready=lambda: http_ok(f"{url}/"),
+        env={**stack.config.child_env(), "MERCURY_INGEST_PORT": str(port), **env},
+    )
+    return ingest.start(), url
+
+
+def test_broker_unreachable_answers_503_never_202(stack, tmp_path):
+    ingest, url = start_ingest(stack, tmp_path, KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+                               MERCURY_KAFKA_DELIVERY_TIMEOUT_MS="2000")
     try:
         for _ in range(3):
-            response = requests.post(f"http://127.0.0.1:{port}/api/v1.0/mails/", json=GOOD, timeout=15)
+            response = requests.post(f"{url}/mails/", json=GOOD, timeout=15)
             assert response.status_code == 503
             assert response.headers["Retry-After"]
             assert "nothing was accepted" in response.json()["error"]
+    finally:
+        ingest.stop()
+
+
+def test_history_store_unreachable_answers_503(stack, tmp_path):
+    ingest, url = start_ingest(stack, tmp_path, CLICKHOUSE_PORT=str(free_port()))
+    try:
+        response = requests.get(f"{url}/mails/", timeout=15)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert "store is unavailable" in response.json()["error"]
+        assert requests.post(f"{url}/mails/", json=GOOD, timeout=15).status_code == 202
     finally:
         ingest.stop()
