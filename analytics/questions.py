@@ -11,12 +11,12 @@ and on current ClickHouse; exact quantiles cost memory in proportion to the rows
 callers over a long history pass since_ms.
 """
 import math
-import time
 
 from clickhouse_driver import Client
 
 from analytics.lifecycle import EVENT_SEQUENCE, params
 from analytics.store import QUEUED, MailStore
+from schemas import events
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
 
 # Every mail's milestones: its events, and its mails row standing in for an `accepted` event. (The
@@ -168,7 +168,7 @@ def _trace_event(row: tuple) -> dict:
 def unfinished_mails(client: Client, older_than_s: float, now_ms: int | None = None, limit: int = 1000) -> list[dict]:
     """Mails accepted at least older_than_s ago with no terminal event yet, oldest first, each with its
     last event (None when no event followed acceptance) and the last provider it was dispatched to."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = events.now_ms() if now_ms is None else now_ms
     rows = client.execute(_UNFINISHED, params(cutoff_ms=max(0, now_ms - int(older_than_s * 1000)), limit=limit))
     return [
         {

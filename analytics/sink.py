@@ -36,6 +36,7 @@ class SinkConfig:
     group: str = "mercury-analytics"
     batch_size: int = 5000
     batch_seconds: float = 0.5
+    session_timeout_ms: int = 6000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "SinkConfig":
@@ -45,6 +46,8 @@ class SinkConfig:
             group=env.get("MERCURY_SINK_GROUP", defaults.group),
             batch_size=int(env.get("MERCURY_SINK_BATCH_SIZE", defaults.batch_size)),
             batch_seconds=float(env.get("MERCURY_SINK_BATCH_SECONDS", defaults.batch_seconds)),
+            session_timeout_ms=int(float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", defaults.session_timeout_ms / 1000))
+                                   * 1000),
         )
 
 
@@ -57,8 +60,8 @@ def consumer_config(config: SinkConfig) -> dict[str, object]:
         "auto.offset.reset": "earliest",
         # Tansu completes a join after about half the session timeout (3.6 s at 6 s, 10.6 s at 20 s);
         # 6 s is also the lowest session timeout Apache Kafka accepts by default.
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 2000,
+        "session.timeout.ms": config.session_timeout_ms,
+        "heartbeat.interval.ms": max(config.session_timeout_ms // 3, 100),
         # Inserts retried during a ClickHouse outage do not poll; past this the member is evicted, its
         # commit is refused, and the batch is read again after the rejoin.
         "max.poll.interval.ms": 300000,

@@ -24,6 +24,9 @@ def describe(err: BaseException) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
+ESCALATE_AFTER = 3
+
+
 class Writer:
     """Owns its client (one per thread). Blocking."""
 
@@ -51,7 +54,8 @@ class Writer:
             try:
                 self._client.execute(statement, rows, types_check=False)
             except RETRYABLE as err:
-                log.warning("insert_failed", extra={
+                # Never dropped, never silent: after a few attempts the outage is an error an operator sees.
+                (log.error if attempt >= ESCALATE_AFTER else log.warning)("insert_failed", extra={
                     "table": table, "rows": len(rows), "attempt": attempt, "error": describe(err),
                     "retry_in_s": delay,
                 })

@@ -114,7 +114,7 @@ class LocalStack:
             self._start(broker_process(c.kafka_port, self.logs))
             self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port,
                                            c.state_dir / "clickhouse", self.logs))
-            create_topics(c.bootstrap, c.partitions)
+            create_topics(c.bootstrap, c.partitions, {**os.environ, **c.child_env()})
             subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()},
                            cwd=ROOT, check=True, timeout=120)
             self._start(self._python(

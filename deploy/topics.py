@@ -1,5 +1,6 @@
 """Create Mercury's topics, idempotently, before any producer or consumer starts."""
 import logging
+from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -9,10 +10,11 @@ from schemas import topics
 log = logging.getLogger("mercury.deploy.topics")
 
 
-def create_topics(bootstrap: str, partitions: int) -> None:
-    """Raises KafkaException if a topic can neither be created nor already exists."""
+def create_topics(bootstrap: str, partitions: int, env: Mapping[str, str]) -> None:
+    """Create the topics of the ladder `env` configures; raises KafkaException if a topic can neither be
+    created nor already exists."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in topics.all_topics()]
+    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in topics.all_topics(env)]
     for name, future in admin.create_topics(wanted, request_timeout=15).items():
         try:
             future.result()

@@ -16,7 +16,7 @@ from dispatcher.jobs import Source
 from dispatcher.pipeline import run_ordered
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.producer import AsyncProducer
 from schemas import topics
 
 log = logging.getLogger("mercury.dispatcher")
@@ -54,10 +54,7 @@ def create_app(config: DispatcherConfig) -> faust.App:
         while pending:
             results = await asyncio.gather(*(producer.send(o.topic, o.key, o.value) for o in pending),
                                            return_exceptions=True)
-            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, BaseException)]
-            for _, err in failed:
-                if not isinstance(err, BrokerUnavailable):
-                    raise err
+            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, Exception)]
             pending = [o for o, _ in failed]
             if pending:
                 log.error("event=publish_failed records=%d error=%s retry_in_s=%.1f", len(pending), failed[0][1], backoff)
@@ -66,16 +63,15 @@ def create_app(config: DispatcherConfig) -> faust.App:
 
     async def process(event: EventT) -> None:
         message = event.message
-        source = Source(message.topic, message.partition, message.offset,
-                        int(message.timestamp * 1000), message.value or b"")
+        source = Source(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
         await publish(await dispatcher.handle(message.value, message.key, source))
 
     async def consume(stream: StreamT) -> None:
         await run_ordered(stream, process, config.max_in_flight)
 
     app.agent(app.topic(topics.REQUESTS), name="requests")(consume)
-    for level, name in enumerate(topics.retry_topics()):
-        app.agent(app.topic(name), name=f"retry-{level}")(consume)
+    for level in range(len(config.retry_delays)):
+        app.agent(app.topic(topics.retry_topic(level)), name=f"retry-{level}")(consume)
 
     @app.on_after_configured.connect
     def log_config(*_args: object, **_kwargs: object) -> None:

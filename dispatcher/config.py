@@ -22,17 +22,20 @@ class DispatcherConfig:
     def from_env(cls, env: dict[str, str] | None = None) -> "DispatcherConfig":
         env = dict(os.environ if env is None else env)
         failures = int(env.get("MERCURY_BREAKER_FAILURES", "5"))
+        in_flight = int(env.get("MERCURY_DISPATCH_IN_FLIGHT", "200"))
+        if in_flight < 1:
+            raise ValueError("MERCURY_DISPATCH_IN_FLIGHT must be at least 1")
         recovery = float(env.get("MERCURY_BREAKER_RECOVERY_S", "10"))
         if failures < 1 or recovery <= 0:
             raise ValueError("MERCURY_BREAKER_FAILURES must be >= 1 and MERCURY_BREAKER_RECOVERY_S > 0")
         return cls(
             bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{socket.gethostname()}-{os.getpid()}"),
-            max_in_flight=int(env.get("MERCURY_DISPATCH_IN_FLIGHT", "200")),
+            max_in_flight=in_flight,
             send_threads=int(env.get("MERCURY_SEND_THREADS", "16")),
             breaker_failures=failures,
             breaker_recovery_s=recovery,
-            retry_delays=tuple(retry_delays()),
+            retry_delays=tuple(retry_delays(env)),
             retry_ambiguous=env.get("MERCURY_RETRY_AMBIGUOUS", "true").lower() in ("1", "true", "yes"),
             session_timeout_s=float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", "6")),
         )

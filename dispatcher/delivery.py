@@ -6,7 +6,6 @@ Plain asyncio code with no Kafka in it: `handle` turns one consumed record into 
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,12 +14,14 @@ from dispatcher.jobs import Job, Source, job_from_record
 from providers.base import MailService, SendResult
 from providers.errors import AmbiguousError, PermanentError, ProviderError, ProviderFailure, TransientError
 from schemas import codec, topics
-from schemas.events import accepted_event, encode_event, make_event
+from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
 from schemas.validation import InvalidMail, check_mail
-from schemas.vocabulary import DeadReason, EventType
+from schemas.vocabulary import DeadReason, EventType, FailureCause
 
 log = logging.getLogger("mercury.dispatcher")
+# Kafka's default record limit is 1,000,000 bytes; a dead letter keeps room for its reason and position.
+MAX_DEAD_PAYLOAD = 512 * 1024
 
 Sender = Callable[[MailService, Mail], Awaitable[SendResult]]
 
@@ -30,10 +31,6 @@ class Output:
     topic: str
     key: str
     value: bytes
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Dispatcher:
@@ -98,30 +95,36 @@ class Dispatcher:
         while (provider := self._choose(tried | job.excluded)) is not None:
             tried.add(provider)
             outputs.append(self._event(job.mail.id, EventType.DISPATCHED, provider=provider, level=job.level))
-            try:
-                result = await self._send(self._services[provider], job.mail)
-            except ProviderError as err:
-                self._board[provider].failed(err)
-                outputs.append(self._failure_event(job, err))
-                last_error = f"{provider}: {err.detail}"
-                if isinstance(err, PermanentError):
-                    return outputs + self._dead(job.mail.id, DeadReason.PERMANENT, last_error, job.source,
-                                                job_payload(job))
-                if isinstance(err, AmbiguousError) and not self._retry_ambiguous:
-                    return outputs + self._dead(job.mail.id, DeadReason.AMBIGUOUS, last_error, job.source,
-                                                job_payload(job))
-                if isinstance(err, ProviderFailure):
-                    job.excluded.add(provider)
-                continue
-            self._board[provider].succeeded()
-            outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome="accepted",
-                                       message_id=result.message_id, status=result.status,
-                                       latency_ms=result.latency_ms))
-            return outputs
+            result, err = await self._attempt(provider, job)
+            if err is None:
+                self._board[provider].succeeded()
+                outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome="accepted",
+                                           message_id=result.message_id, status=result.status,
+                                           latency_ms=result.latency_ms))
+                return outputs
+            self._board[provider].failed(err)
+            outputs.append(self._failure_event(job, err))
+            last_error = f"{provider}: {err.detail}"
+            if isinstance(err, PermanentError):
+                return outputs + self._dead_job(job, DeadReason.PERMANENT, last_error)
+            if isinstance(err, AmbiguousError) and not self._retry_ambiguous:
+                return outputs + self._dead_job(job, DeadReason.AMBIGUOUS, last_error)
+            if isinstance(err, ProviderFailure):
+                job.excluded.add(provider)
         if job.excluded >= self._services.keys():
-            return outputs + self._dead(job.mail.id, DeadReason.NO_PROVIDER,
-                                        f"every provider refused this mail: {last_error}", job.source, job_payload(job))
+            return outputs + self._dead_job(job, DeadReason.NO_PROVIDER, f"every provider refused this mail: {last_error}")
         return outputs + self._retry(job, last_error)
+
+    async def _attempt(self, provider: str, job: Job) -> tuple[SendResult | None, ProviderError | None]:
+        """One send, its failure classified; an adapter fault counts as a provider error, so the breaker
+        and the mail's history stay right and nothing is lost."""
+        try:
+            return await self._send(self._services[provider], job.mail), None
+        except ProviderError as err:
+            return None, err
+        except Exception as bug:
+            log.exception("event=adapter_error provider=%s mail=%s", provider, job.mail.id)
+            return None, TransientError(provider, f"adapter error: {bug!r}", cause=FailureCause.PROVIDER)
 
     def _choose(self, skip: set[str]) -> str | None:
         """A random healthy provider not yet tried for this mail (the seed's stateless policy)."""
@@ -132,8 +135,7 @@ class Dispatcher:
     def _retry(self, job: Job, last_error: str) -> list[Output]:
         level = job.level if job.first_attempt else job.level + 1
         if level >= len(self._delays):
-            return self._dead(job.mail.id, DeadReason.EXHAUSTED,
-                              f"gave up after {len(self._delays)} retry levels: {last_error}", job.source, job_payload(job))
+            return self._dead_job(job, DeadReason.EXHAUSTED, f"gave up after {len(self._delays)} retry levels: {last_error}")
         due_at = now_ms() + int(self._delays[level] * 1000)
         topic = topics.retry_topic(level)
         return [
@@ -142,8 +144,17 @@ class Dispatcher:
                         delay_s=self._delays[level], reason=last_error),
         ]
 
+    def _dead_job(self, job: Job, reason: DeadReason, detail: str) -> list[Output]:
+        """A decoded mail given up on: its letter carries it as a plain request, ready to replay."""
+        return self._dead(job.mail.id, reason, detail, job.source,
+                          codec.encode("mercury.MailRequest", job.mail.to_record()))
+
     def _dead(self, mail_id: str, reason: DeadReason, detail: str, source: Source, payload: bytes,
               rejected: bool = False) -> list[Output]:
+        if len(payload) > MAX_DEAD_PAYLOAD:
+            # A letter must fit on the topic whatever was sent; a record this large is kept in part.
+            detail = f"{detail} (payload of {len(payload)} bytes cut to {MAX_DEAD_PAYLOAD})"
+            payload = payload[:MAX_DEAD_PAYLOAD]
         letter = codec.encode("mercury.DeadLetter", {
             "mail_id": mail_id,
             "reason": detail,
@@ -169,12 +180,7 @@ class Dispatcher:
                            outcome=str(err.outcome), **detail)
 
     def _event(self, mail_id: str, event: EventType, provider: str | None = None, outcome: str | None = None,
-               event_id: str | None = None, created_at: int | None = None, **detail: object) -> Output:
-        record = make_event(mail_id, event, self._worker, provider=provider, outcome=outcome,
-                            event_id=event_id, created_at=created_at, **detail)
+               **detail: object) -> Output:
+        record = make_event(mail_id, event, self._worker, provider=provider, outcome=outcome, **detail)
         return Output(topics.EVENTS, mail_id, encode_event(record))
 
-
-def job_payload(job: Job) -> bytes:
-    """What a replay publishes back to the request topic: the mail as a plain request."""
-    return codec.encode("mercury.MailRequest", job.mail.to_record())

@@ -16,7 +16,6 @@ class Source:
     partition: int
     offset: int
     timestamp_ms: int
-    payload: bytes
 
 
 @dataclass
@@ -42,10 +41,11 @@ class Job:
 
 
 def job_from_record(schema_name: str, record: dict, source: Source) -> Job:
-    """Build a job; raises codec.DecodeError when the record is not one the dispatcher consumes."""
-    if schema_name == REQUEST_SCHEMA:
+    """Build a job; raises codec.DecodeError when the record does not belong on the topic it came from."""
+    on_requests = source.topic == topics.REQUESTS
+    if schema_name == REQUEST_SCHEMA and on_requests:
         return Job(Mail.from_record(record), source)
-    if schema_name == RETRY_SCHEMA:
+    if schema_name == RETRY_SCHEMA and not on_requests:
         return Job(
             Mail.from_record(record["mail"]), source, level=record["level"],
             due_at=record["due_at"], excluded=set(record["excluded"]),

@@ -15,7 +15,7 @@ from analytics.store import MailStore
 from ingest import schema_registry
 from ingest.config import IngestConfig
 from schemas.producer import AsyncProducer, BrokerUnavailable
-from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, now_ms, parse_json
+from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, parse_json
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event
 from schemas.validation import InvalidMail
@@ -73,11 +73,16 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         return _error(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
     @app.exception_handler(ClickHouseError)
-    async def store_down(_request: Request, exc: ClickHouseError) -> Response:
+    @app.exception_handler(EOFError)
+    @app.exception_handler(OSError)
+    async def store_down(_request: Request, exc: Exception) -> Response:
         log.error("event=clickhouse_error error=%r", exc)
         return _error(503, "the mail history store is unavailable; retry later")
 
     async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
         body = await request.body()
         if len(body) > config.max_body_bytes:
             raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
@@ -104,7 +109,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
                 "mail": f"{API}/mails/<mail_id>",
                 "events": f"{API}/mails/<mail_id>/events/",
                 "event": f"{API}/mails/<mail_id>/events/<event_id>",
-                "schema_registry": "/schema-registry/",
+                "schema_registry": "/schema-registry/subjects",
             },
         })
 
@@ -186,7 +191,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         if not isinstance(created_by, str) or len(created_by) > 64:
             return _error(422, "created_by: must be a string of at most 64 characters", field="created_by")
         blob = data.get("blob", "")
-        event = make_event(mail_id, name, created_by, event_id=new_id(), created_at=now_ms())
+        event = make_event(mail_id, name, created_by)
         event["blob"] = blob if isinstance(blob, str) else orjson.dumps(blob).decode()
         try:
             await request.app.state.producer.send(topics.EVENTS, mail_id, encode_event(event))

@@ -1,10 +1,10 @@
 """Turns an HTTP body into a Mail, or into an error that names the field and the problem."""
 import re
-import time
 import uuid
 
 import orjson
 
+from schemas.events import now_ms
 from schemas.model import Mail
 from schemas.validation import InvalidMail, check_mail
 
@@ -14,10 +14,6 @@ EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def parse_json(body: bytes) -> dict:

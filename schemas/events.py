@@ -13,6 +13,11 @@ SCHEMA = "mercury.MailEvent"
 _ACCEPTED_NAMESPACE = uuid.UUID("6f1c1f0e-5d2a-4c57-9a57-3d1f4f3b2a10")
 
 
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch (UTC): the unit of every timestamp in Mercury's records."""
+    return time.time_ns() // 1_000_000
+
+
 def make_event(
     mail_id: str,
     event: str,
@@ -28,7 +33,7 @@ def make_event(
         "id": event_id or uuid.uuid4().hex,
         "mail": mail_id,
         "event": str(event),
-        "created_at": created_at if created_at is not None else time.time_ns() // 1_000_000,
+        "created_at": created_at if created_at is not None else now_ms(),
         "created_by": created_by,
         "provider": provider,
         "outcome": None if outcome is None else str(outcome),

@@ -22,6 +22,8 @@ class BrokerUnavailable(RuntimeError):
 
 class AsyncProducer:
     def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, name: str = "mercury") -> None:
+        # librdkafka reports every record within its delivery timeout; past this bound the report was lost.
+        self._report_deadline_s = delivery_timeout_ms / 1000 + 5
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -69,7 +71,10 @@ class AsyncProducer:
             self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
         except (BufferError, KafkaException) as err:
             raise BrokerUnavailable(f"the producer refused the record: {err}") from err
-        err = await done
+        try:
+            err = await asyncio.wait_for(done, self._report_deadline_s)
+        except TimeoutError as timeout:
+            raise BrokerUnavailable("no delivery report from the Kafka client") from timeout
         if err is not None:
             raise BrokerUnavailable(f"the broker did not acknowledge the record: {err.str()}")
         self._brokers_down = False

@@ -1,5 +1,6 @@
 """Topic names, registered once. The retry ladder has one topic per level; its delays are configuration."""
 import os
+from collections.abc import Mapping
 
 REQUESTS = "mail.requests"
 EVENTS = "mail.events"
@@ -7,9 +8,9 @@ DEAD = "mail.dead"
 RETRY_PREFIX = "mail.retry."
 
 
-def retry_delays() -> list[float]:
+def retry_delays(env: Mapping[str, str] = os.environ) -> list[float]:
     """Seconds each retry level waits, from MERCURY_RETRY_DELAYS (comma separated, ascending)."""
-    raw = os.environ.get("MERCURY_RETRY_DELAYS", "5,30,120,600")
+    raw = env.get("MERCURY_RETRY_DELAYS", "5,30,120,600")
     delays = [float(part) for part in raw.split(",") if part.strip()]
     if not delays or any(d <= 0 for d in delays):
         raise ValueError(f"MERCURY_RETRY_DELAYS must be positive numbers, got {raw!r}")
@@ -20,9 +21,10 @@ def retry_topic(level: int) -> str:
     return f"{RETRY_PREFIX}{level}"
 
 
-def retry_topics() -> list[str]:
-    return [retry_topic(level) for level in range(len(retry_delays()))]
+def retry_topics(env: Mapping[str, str] = os.environ) -> list[str]:
+    return [retry_topic(level) for level in range(len(retry_delays(env)))]
 
 
-def all_topics() -> list[str]:
-    return [REQUESTS, EVENTS, DEAD, *retry_topics()]
+def all_topics(env: Mapping[str, str] = os.environ) -> list[str]:
+    """Every topic, with as many retry levels as the environment's ladder has."""
+    return [REQUESTS, EVENTS, DEAD, *retry_topics(env)]

@@ -32,7 +32,7 @@ def request(recipient: str = "bob@example.com", origin: str = "http") -> tuple[b
     payload = codec.encode("mercury.MailRequest", {
         "id": mail_id, "sender": "alice@example.com", "recipients": [recipient], "subject": f"s-{mail_id}",
         "content": "hello", "created_at": int(time.time() * 1000), "origin": origin})
-    return payload, Source(topics.REQUESTS, 0, 1, 0, payload)
+    return payload, Source(topics.REQUESTS, 0, 1, 0)
 
 
 def handle(dispatcher: Dispatcher, payload: bytes, source: Source, key: bytes | None = None) -> list[Output]:
@@ -86,13 +86,13 @@ def test_all_providers_failing_puts_the_mail_on_the_ladder_until_it_is_exhausted
     [retry] = [o for o in first if o.topic == topics.retry_topic(0)]
 
     waited = time.monotonic()
-    second = handle(dispatcher, retry.value, Source(retry.topic, 0, 1, 0, retry.value))
+    second = handle(dispatcher, retry.value, Source(retry.topic, 0, 1, 0))
     assert time.monotonic() - waited >= DELAYS[0] * 0.5, "a retry waits until it is due"
     # Both breakers are open now (threshold 1): the mail moves up the ladder without an attempt.
     assert kinds(second) == ["retry_scheduled"]
     [retry] = [o for o in second if o.topic == topics.retry_topic(1)]
 
-    last = handle(dispatcher, retry.value, Source(retry.topic, 0, 1, 0, retry.value))
+    last = handle(dispatcher, retry.value, Source(retry.topic, 0, 1, 0))
     assert kinds(last) == ["dead_lettered"]
     [letter] = decoded(last, topics.DEAD)
     assert letter["outcome"] == "exhausted" and "retry levels" in letter["reason"]
@@ -107,7 +107,7 @@ def test_a_retried_mail_is_delivered_once_a_provider_recovers(sandbox):
     [retry] = [o for o in handle(dispatcher, payload, source) if o.topic == topics.retry_topic(0)]
     sandbox.clear_faults()
     dispatcher = make_dispatcher(sandbox)
-    assert kinds(handle(dispatcher, retry.value, Source(retry.topic, 0, 1, 0, retry.value))) == ["dispatched", "sent"]
+    assert kinds(handle(dispatcher, retry.value, Source(retry.topic, 0, 1, 0))) == ["dispatched", "sent"]
 
 
 def test_a_permanent_error_dead_letters_without_touching_the_breaker(sandbox):
@@ -152,9 +152,25 @@ def test_an_ambiguous_timeout_follows_the_configured_policy(sandbox, retry_ambig
     (b"\x00\x00\x00\x00\x07abc", "unknown schema id 7"),
 ])
 def test_undecodable_records_are_dead_lettered_with_their_position(sandbox, payload, reason):
-    source = Source(topics.REQUESTS, 3, 42, 0, payload)
+    source = Source(topics.REQUESTS, 3, 42, 0)
     outputs = handle(make_dispatcher(sandbox), payload, source, key=b"k1")
     [letter] = decoded(outputs, topics.DEAD)
     assert reason in letter["reason"] and letter["payload"] == payload
     assert (letter["source_partition"], letter["source_offset"], letter["mail_id"]) == (3, 42, "k1")
     assert kinds(outputs) == ["rejected", "dead_lettered"]
+
+
+def test_a_record_on_the_wrong_topic_is_dead_lettered(sandbox):
+    payload, _ = request()
+    source = Source(topics.retry_topic(0), 0, 5, 0)
+    outputs = handle(make_dispatcher(sandbox), payload, source)
+    [letter] = decoded(outputs, topics.DEAD)
+    assert "do not belong on mail.retry.0" in letter["reason"] and letter["outcome"] == "malformed"
+
+
+def test_an_oversized_record_still_fits_in_its_dead_letter(sandbox):
+    payload = b"\x01" + b"x" * (2 * 1024 * 1024)
+    outputs = handle(make_dispatcher(sandbox), payload, Source(topics.REQUESTS, 0, 9, 0))
+    [letter] = decoded(outputs, topics.DEAD)
+    assert len(letter["payload"]) == 512 * 1024 and "cut to" in letter["reason"]
+    assert all(len(o.value) < 1_000_000 for o in outputs)
