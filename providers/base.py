@@ -4,6 +4,7 @@
 response_details for the message id), measures latency, and turns transport failures into the
 shared error classes. An adapter overrides only what its API does differently.
 """
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,6 +27,8 @@ from providers.errors import (
 )
 from schemas.model import Mail
 from schemas.vocabulary import FailureCause
+
+log = logging.getLogger("mercury.providers")
 
 
 _DEFAULT_HEADERS = {"User-Agent": "mercury/1.0", "Accept": "application/json"}
@@ -94,7 +97,11 @@ class MailService(ABC):
         """Return the provider's message id for an accepted send; raise the classified error otherwise."""
         if not 200 <= response.status_code < 300:
             raise self.error_for(response)
-        return self.response_details(response)
+        message_id = self.response_details(response)
+        if not message_id:
+            # The provider took the mail (2xx), so sending it again would duplicate it; only its id is lost.
+            log.warning("event=accepted_without_id provider=%s status=%d", self.name, response.status_code)
+        return message_id
 
     @abstractmethod
     def prepare_message(self, mail: Mail) -> Any:
@@ -106,7 +113,7 @@ class MailService(ABC):
 
     @abstractmethod
     def response_details(self, response: requests.Response) -> str:
-        """Read the message id from an accepted (2xx) response; raise AmbiguousError if it cannot."""
+        """Read the message id from an accepted (2xx) response; "" when the answer does not carry one."""
 
     def error_detail(self, response: requests.Response) -> str:
         """The provider's own explanation of an error answer; adapters read their error body shape."""
@@ -142,10 +149,6 @@ class MailService(ABC):
         # 401/403 auth or suspension, 402 payment, 404 unknown domain, 413 size, and any answer
         # (a redirect, an unexpected 4xx) this adapter does not understand: another provider may do better.
         return ProviderFailure(self.name, detail, status=status, body=body)
-
-    def ambiguous(self, response: requests.Response, detail: str) -> AmbiguousError:
-        """An accepted status whose body we cannot read: the mail probably went out, so do not resend blindly."""
-        return AmbiguousError(self.name, detail, status=response.status_code, body=response.text)
 
     @property
     def session(self) -> requests.Session:

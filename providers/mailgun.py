@@ -44,8 +44,8 @@ class Mailgun(MailService):
     def response_details(self, response: requests.Response) -> str:
         try:
             message_id = response.json()["id"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise self.ambiguous(response, "accepted, but the answer carries no message id") from err
+        except (ValueError, KeyError, TypeError):
+            return ""
         # The id is the Message-Id header, angle brackets included; events and webhooks report it bare.
         return str(message_id).strip("<>")
 

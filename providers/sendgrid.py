@@ -34,10 +34,7 @@ class SendGrid(MailService):
 
     def response_details(self, response: requests.Response) -> str:
         # Success is 202 with an empty body: the only trace of the message is the X-Message-Id header.
-        message_id = response.headers.get("X-Message-Id")
-        if not message_id:
-            raise self.ambiguous(response, "accepted, but without an X-Message-Id header")
-        return message_id
+        return response.headers.get("X-Message-Id", "")
 
     def error_detail(self, response: requests.Response) -> str:
         # Errors are {"errors": [{"message": ..., "field": ...}, ...]}, one entry per problem found.

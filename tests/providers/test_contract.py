@@ -196,3 +196,11 @@ def test_concurrent_sends_from_worker_threads(
     assert len(sessions) == 4, "each worker thread needs its own requests session"
     assert len({result.message_id for result in results}) == 200
     assert len(sandbox.messages(provider)) == 200
+
+
+def test_an_accepted_answer_without_a_message_id_is_still_a_send(provider: str, service: MailService) -> None:
+    """The provider took the mail: sending it again would duplicate it, so only the id goes missing."""
+    accepted = requests.Response()
+    accepted.status_code = 202 if provider == "sendgrid" else 200
+    accepted._content = b"{}" if provider == "mailgun" else b""
+    assert service.post_process(accepted) == ""
