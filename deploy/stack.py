@@ -87,10 +87,6 @@ class StackConfig:
         }
 
 
-def _log_says(proc_holder: list[ManagedProcess], text: str) -> bool:
-    return bool(proc_holder) and text in proc_holder[0].tail(200)
-
-
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -132,18 +128,17 @@ class LocalStack:
         return self
 
     def start_dispatcher(self, n: int) -> ManagedProcess:
-        holder: list[ManagedProcess] = []
-        proc = self._python(f"dispatcher-{n}", ["-m", "dispatcher"], lambda: _log_says(holder, "Ready"),
-                            {"MERCURY_WORKER_ID": f"dispatcher-{n}"}, ready_timeout=90,
-                            niceness=self.config.worker_niceness)
-        holder.append(proc)
-        return self._start(proc)
+        return self._start_worker(f"dispatcher-{n}", ["-m", "dispatcher"], "Ready",
+                                  {"MERCURY_WORKER_ID": f"dispatcher-{n}"})
 
     def start_sink(self) -> ManagedProcess:
-        holder: list[ManagedProcess] = []
-        proc = self._python("sink", ["-m", "analytics.sink"], lambda: _log_says(holder, "event=sink_assigned"),
-                            ready_timeout=90, niceness=self.config.worker_niceness)
-        holder.append(proc)
+        return self._start_worker("sink", ["-m", "analytics.sink"], "event=sink_assigned")
+
+    def _start_worker(self, name: str, args: list[str], ready_line: str,
+                      extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        """A consumer is ready once its log says it has joined its group; it runs at the workers' niceness."""
+        proc = self._python(name, args, lambda: ready_line in proc.tail(200), extra_env, ready_timeout=90,
+                            niceness=self.config.worker_niceness)
         return self._start(proc)
 
     def stop(self) -> None:
