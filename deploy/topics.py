@@ -10,11 +10,19 @@ from schemas import topics
 log = logging.getLogger("mercury.deploy.topics")
 
 
+def _new_topic(name: str, partitions: int) -> NewTopic:
+    """Provider health is a handful of keys read by every worker: one partition keeps its order total."""
+    if name == topics.HEALTH:
+        return NewTopic(name, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
+    config = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
+    return NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
+
+
 def create_topics(bootstrap: str, partitions: int, env: Mapping[str, str]) -> None:
     """Create the topics of the ladder `env` configures; raises KafkaException if a topic can neither be
     created nor already exists."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in topics.all_topics(env)]
+    wanted = [_new_topic(name, partitions) for name in topics.all_topics(env)]
     for name, future in admin.create_topics(wanted, request_timeout=15).items():
         try:
             future.result()

@@ -22,7 +22,7 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
 
 
 def _version(schema: registry.RegisteredSchema, subject: str) -> dict:
-    return {"subject": subject, "version": 1, "id": schema.id, "schema": schema.canonical}
+    return {"subject": subject, "version": schema.version, "id": schema.id, "schema": schema.canonical}
 
 
 @router.get("/subjects")
@@ -40,25 +40,27 @@ def schema_by_id(schema_id: int) -> JSONResponse:
 
 @router.get("/subjects/{subject}/versions")
 def versions(subject: str) -> JSONResponse:
-    if registry.by_subject(subject) is None:
+    versions = registry.subject_versions(subject)
+    if not versions:
         return _error(404, 40401, f"subject {subject!r} not found")
-    return _answer([1])
+    return _answer([schema.version for schema in versions])
 
 
 @router.get("/subjects/{subject}/versions/{version}")
 def version(subject: str, version: str) -> JSONResponse:
-    schema = registry.by_subject(subject)
-    if schema is None:
+    versions = registry.subject_versions(subject)
+    if not versions:
         return _error(404, 40401, f"subject {subject!r} not found")
-    if version not in ("1", "latest", "-1"):
+    wanted = len(versions) if version in ("latest", "-1") else int(version) if version.isdigit() else 0
+    if not 1 <= wanted <= len(versions):
         return _error(404, 40402, f"version {version} not found")
-    return _answer(_version(schema, subject))
+    return _answer(_version(versions[wanted - 1], subject))
 
 
 @router.post("/subjects/{subject}/versions")
 @router.post("/subjects/{subject}")
 async def register(subject: str, request: Request) -> JSONResponse:
-    """Registration and lookup both answer with the fixed id when the schema is Mercury's own."""
+    """Registration and lookup both answer with the fixed id when the schema is one of Mercury's versions."""
     expected = registry.by_subject(subject)
     if expected is None:
         return _error(404, 40401, f"subject {subject!r} is not one of Mercury's topics")
@@ -67,6 +69,6 @@ async def register(subject: str, request: Request) -> JSONResponse:
         offered = registry.match(body["schema"])
     except (ValueError, KeyError, TypeError) as err:
         return _error(422, 42201, f"invalid schema: {err}")
-    if offered is None or offered.id != expected.id:
+    if offered is None or offered.subject != expected.subject:
         return _error(409, 409, f"schema is not compatible with {expected.name}; fetch it from /schema-registry/schemas/ids/{expected.id}")
-    return _answer(_version(expected, subject))
+    return _answer(_version(offered, subject))

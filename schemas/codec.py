@@ -43,7 +43,8 @@ def decode(payload: bytes | None) -> tuple[str, dict]:
     body = io.BytesIO(payload)
     body.seek(_HEADER.size)
     try:
-        record = schemaless_reader(body, schema.parsed, None)
+        newest = registry.by_name(schema.name)
+        record = schemaless_reader(body, schema.parsed, None if newest is schema else newest.parsed)
     except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as err:
         raise DecodeError(f"body does not decode as {schema.name}: {err!r}") from err
     if body.tell() != len(payload):

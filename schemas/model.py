@@ -11,6 +11,8 @@ class Mail:
     content: str
     created_at: int
     origin: str = "kafka"
+    send_at: int = 0
+    replayed_at: int = 0
 
     @classmethod
     def from_record(cls, record: dict) -> "Mail":
@@ -22,6 +24,8 @@ class Mail:
             content=record["content"],
             created_at=record["created_at"],
             origin=record.get("origin", "kafka"),
+            send_at=record.get("send_at", 0),
+            replayed_at=record.get("replayed_at", 0),
         )
 
     def to_record(self) -> dict:
@@ -33,4 +37,6 @@ class Mail:
             "content": self.content,
             "created_at": self.created_at,
             "origin": self.origin,
+            "send_at": self.send_at,
+            "replayed_at": self.replayed_at,
         }

@@ -20,28 +20,37 @@ class RegisteredSchema:
     id: int
     name: str
     subject: str
+    version: int
     parsed: dict
     canonical: str
 
 
-# Subjects follow the TopicNameStrategy (<topic>-value) that AvroSerializer uses by default.
+# Subjects follow the TopicNameStrategy (<topic>-value) that AvroSerializer uses by default. A schema that
+# gains fields gets a new id; the old one stays (its file under avro/v<n>/), so records written with it still
+# decode, read into the newest version with the new fields' defaults.
 _IDS = {
-    1: ("mercury.MailRequest", "mail.requests-value"),
-    2: ("mercury.RetryRecord", "mail.retry-value"),
-    3: ("mercury.MailEvent", "mail.events-value"),
-    4: ("mercury.DeadLetter", "mail.dead-value"),
+    1: ("mercury.MailRequest", "mail.requests-value", "v1"),
+    2: ("mercury.RetryRecord", "mail.retry-value", "v1"),
+    3: ("mercury.MailEvent", "mail.events-value", ""),
+    4: ("mercury.DeadLetter", "mail.dead-value", ""),
+    5: ("mercury.ProviderHealth", "mail.health-value", ""),
+    6: ("mercury.LedgerEntry", "mail.ledger-value", ""),
+    7: ("mercury.MailRequest", "mail.requests-value", ""),
+    8: ("mercury.RetryRecord", "mail.retry-value", ""),
 }
 
 
 @cache
 def schemas() -> dict[int, RegisteredSchema]:
-    loaded = {}
-    for schema_id, (name, subject) in _IDS.items():
-        expanded = load_schema(str(AVRO_DIR / f"{name}.avsc"), _write_hint=False)
+    loaded, versions = {}, {}
+    for schema_id, (name, subject, folder) in sorted(_IDS.items()):
+        expanded = load_schema(str(AVRO_DIR / folder / f"{name}.avsc"), _write_hint=False)
+        versions[subject] = versions.get(subject, 0) + 1
         loaded[schema_id] = RegisteredSchema(
             id=schema_id,
             name=name,
             subject=subject,
+            version=versions[subject],
             parsed=parse_schema(expanded),
             canonical=to_parsing_canonical_form(expanded),
         )
@@ -49,20 +58,24 @@ def schemas() -> dict[int, RegisteredSchema]:
 
 
 def by_name(name: str) -> RegisteredSchema:
-    for schema in schemas().values():
-        if schema.name == name:
-            return schema
-    raise KeyError(name)
+    """The newest version of a schema: what Mercury writes and what every older version is read into."""
+    found = [schema for schema in schemas().values() if schema.name == name]
+    if not found:
+        raise KeyError(name)
+    return found[-1]
+
+
+def subject_versions(subject: str) -> list[RegisteredSchema]:
+    """Every version registered under a subject, oldest first; retry topics share one subject."""
+    if subject.startswith("mail.retry."):
+        subject = "mail.retry-value"
+    return [schema for schema in schemas().values() if schema.subject == subject]
 
 
 def by_subject(subject: str) -> RegisteredSchema | None:
-    """The schema registered under a subject; retry topics share one subject."""
-    if subject.startswith("mail.retry."):
-        subject = "mail.retry-value"
-    for schema in schemas().values():
-        if schema.subject == subject:
-            return schema
-    return None
+    """The newest schema registered under a subject."""
+    versions = subject_versions(subject)
+    return versions[-1] if versions else None
 
 
 def match(schema_text: str) -> RegisteredSchema | None:

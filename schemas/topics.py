@@ -1,11 +1,20 @@
-"""Topic names, registered once. The retry ladder has one topic per level; its delays are configuration."""
+"""Topic names, registered once. The retry ladder has one topic per level; its delays are configuration.
+
+Scheduled mails hop through a fixed set of delay topics (each in due-time order, like the ladder) until
+their time comes; the health and ledger topics are compacted: only the latest record per key matters.
+"""
 import os
 from collections.abc import Mapping
 
 REQUESTS = "mail.requests"
 EVENTS = "mail.events"
 DEAD = "mail.dead"
+HEALTH = "mail.health"
+LEDGER = "mail.ledger"
 RETRY_PREFIX = "mail.retry."
+SCHEDULE_PREFIX = "mail.schedule."
+SCHEDULE_DELAYS: tuple[int, ...] = (1, 5, 30, 300, 3600)
+COMPACTED = frozenset({HEALTH, LEDGER})
 
 
 def retry_delays(env: Mapping[str, str] = os.environ) -> list[float]:
@@ -25,6 +34,14 @@ def retry_topics(env: Mapping[str, str] = os.environ) -> list[str]:
     return [retry_topic(level) for level in range(len(retry_delays(env)))]
 
 
+def schedule_topic(delay_s: int) -> str:
+    return f"{SCHEDULE_PREFIX}{delay_s}"
+
+
+def schedule_topics() -> list[str]:
+    return [schedule_topic(delay) for delay in SCHEDULE_DELAYS]
+
+
 def all_topics(env: Mapping[str, str] = os.environ) -> list[str]:
     """Every topic, with as many retry levels as the environment's ladder has."""
-    return [REQUESTS, EVENTS, DEAD, *retry_topics(env)]
+    return [REQUESTS, EVENTS, DEAD, HEALTH, LEDGER, *retry_topics(env), *schedule_topics()]

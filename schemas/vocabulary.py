@@ -14,6 +14,9 @@ class EventType(StrEnum):
     SENT = "sent"
     RETRY_SCHEDULED = "retry_scheduled"
     DEAD_LETTERED = "dead_lettered"
+    SCHEDULED = "scheduled"
+    REPLAYED = "replayed"
+    DUPLICATE = "duplicate"
 
 
 TERMINAL_EVENTS: frozenset[EventType] = frozenset(

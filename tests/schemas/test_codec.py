@@ -1,4 +1,7 @@
 """The wire contract: Confluent framing, fixed schema ids, and clear reasons for records that break it."""
+import io
+
+import fastavro
 import pytest
 from schemas import codec, registry
 
@@ -9,7 +12,22 @@ MAIL = {"id": "m1", "sender": "a@example.com", "recipients": ["b@example.com"], 
 def test_a_record_round_trips_with_its_schema_id_in_the_header():
     payload = codec.encode("mercury.MailRequest", MAIL)
     assert payload[0] == 0 and int.from_bytes(payload[1:5], "big") == registry.by_name("mercury.MailRequest").id
-    assert codec.decode(payload) == ("mercury.MailRequest", MAIL)
+    assert codec.decode(payload) == ("mercury.MailRequest", {**MAIL, "send_at": 0, "replayed_at": 0})
+
+
+def test_a_record_written_with_the_first_schema_version_decodes_into_the_newest():
+    first = registry.schemas()[1]
+    assert first.name == "mercury.MailRequest" and first.version == 1 < registry.by_name(first.name).version
+    buffer = io.BytesIO()
+    buffer.write(b"\x00" + first.id.to_bytes(4, "big"))
+    fastavro.schemaless_writer(buffer, first.parsed, MAIL)
+    assert codec.decode(buffer.getvalue()) == ("mercury.MailRequest", {**MAIL, "send_at": 0, "replayed_at": 0})
+    assert registry.match(first.canonical) is first
+
+
+def test_every_subject_lists_its_versions_oldest_first():
+    versions = registry.subject_versions("mail.retry.3-value")
+    assert [s.version for s in versions] == [1, 2] and versions[-1] is registry.by_name("mercury.RetryRecord")
 
 
 def test_a_record_from_an_older_producer_without_origin_gets_the_default():
@@ -39,9 +57,9 @@ def test_trailing_bytes_are_refused():
         codec.decode(codec.encode("mercury.MailRequest", MAIL) + b"\x00")
 
 
-def test_every_schema_has_a_unique_id_and_subject():
+def test_every_schema_version_has_a_unique_id_and_subject_version():
     schemas = registry.schemas().values()
-    assert len({s.id for s in schemas}) == len({s.subject for s in schemas}) == len(schemas)
+    assert len({s.id for s in schemas}) == len({(s.subject, s.version) for s in schemas}) == len(schemas)
 
 
 def test_only_mercurys_own_schema_matches():
