@@ -3,6 +3,7 @@
 Every read de-duplicates (FINAL), because the sink delivers at least once and ReplacingMergeTree
 collapses copies only when parts merge.
 """
+import orjson
 from clickhouse_driver import Client
 
 from analytics.lifecycle import EVENT_SEQUENCE, params
@@ -41,6 +42,13 @@ _MAIL_EVENTS = f"""
     ORDER BY {EVENT_SEQUENCE}
 """
 
+_ACCEPTED_BLOB = """
+    SELECT blob
+    FROM events FINAL
+    WHERE mail = %(mail)s AND event = %(event_accepted)s
+    LIMIT 1
+"""
+
 _GET_EVENT = """
     SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
     FROM events FINAL
@@ -74,6 +82,18 @@ class MailStore:
     def get_event(self, mail_id: str, event_id: str) -> dict | None:
         rows = self._client.execute(_GET_EVENT, {"mail": mail_id, "event": event_id})
         return _event(rows[0]) if rows else None
+
+    def accepted_detail(self, mail_id: str) -> dict | None:
+        """The detail recorded with the mail's acceptance ({} when there is none), None if it was never
+        accepted. The blob is parsed here because ClickHouse 18.16 has no JSONExtract."""
+        rows = self._client.execute(_ACCEPTED_BLOB, params(mail=mail_id))
+        if not rows:
+            return None
+        try:
+            detail = orjson.loads(rows[0][0] or "{}")
+        except orjson.JSONDecodeError:
+            return {}
+        return detail if isinstance(detail, dict) else {}
 
     def _with_status(self, rows: list[tuple]) -> list[dict]:
         if not rows:

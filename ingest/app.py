@@ -8,16 +8,19 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
 from ingest import schema_registry
 from ingest.config import IngestConfig
+from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
 from schemas.producer import AsyncProducer, BrokerUnavailable
 from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, parse_json
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event
+from schemas.model import Mail
 from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 
@@ -51,6 +54,7 @@ class _Stores(threading.local):
 def create_app(config: IngestConfig | None = None) -> FastAPI:
     config = config or IngestConfig.from_env()
     stores = _Stores()
+    recent = RecentKeys()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -88,11 +92,13 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
         return body
 
-    async def reject(producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes) -> Response:
+    async def reject(
+        producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes, **detail: object
+    ) -> Response:
         """Record the rejection so 'was it discarded at validation?' has an answer, then answer 4xx."""
         event = make_event(
             mail_id, EventType.REJECTED, "ingest", reason=str(err), field=err.field,
-            body=body[:1024].decode(errors="replace"),
+            body=body[:1024].decode(errors="replace"), **detail,
         )
         try:
             await producer.send(topics.EVENTS, mail_id, encode_event(event))
@@ -113,32 +119,66 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             },
         })
 
-    @app.post(f"{API}/mails/", status_code=202)
-    async def create_mail(request: Request) -> Response:
-        producer: AsyncProducer = request.app.state.producer
-        mail_id = new_id()
-        body = b""
-        try:
-            body = await read_body(request)
-            mail = mail_from_body(body, mail_id)
-        except InvalidMail as err:
-            return await reject(producer, mail_id, err, body)
+    async def accept(producer: AsyncProducer, mail: Mail, **detail: object) -> Response:
+        """202 only once the broker has the mail; `detail` goes into its acceptance record."""
         try:
             await producer.send(topics.REQUESTS, mail.id, codec.encode("mercury.MailRequest", mail.to_record()))
         except BrokerUnavailable as err:
-            log.warning("event=mail_not_accepted mail=%s error=%s", mail_id, err)
+            log.warning("event=mail_not_accepted mail=%s error=%s", mail.id, err)
             return _error(503, "the mail queue is unavailable; nothing was accepted, retry later")
         try:
-            await producer.send(topics.EVENTS, mail.id, encode_event(accepted_event(mail, "ingest")))
+            await producer.send(topics.EVENTS, mail.id, encode_event(accepted_event(mail, "ingest", **detail)))
         except BrokerUnavailable as err:
             # The mail is queued and will be delivered; only its acceptance record is missing.
-            log.error("event=accepted_event_unrecorded mail=%s error=%s", mail_id, err)
-        url = f"{API}/mails/{mail.id}"
-        return _json(
-            {"id": mail.id, "status": "accepted", "url": url},
-            202,
-            {"Location": url, "MailId": mail.id},
-        )
+            log.error("event=accepted_event_unrecorded mail=%s error=%s", mail.id, err)
+        return _accepted(mail)
+
+    async def recorded_digest(key: str, mail_id: str) -> str | None:
+        """The body digest the key's mail was accepted with; None if it was not, or if ClickHouse cannot
+        say (publishing under the key's mail id again is safe: the dispatcher never sends one id twice)."""
+        if (seen := recent.get(key)) is not None:
+            return seen[1]
+        try:
+            detail = await run_in_threadpool(lambda: stores.get().accepted_detail(mail_id))
+        except (ClickHouseError, EOFError, OSError) as err:
+            log.warning("event=idempotency_lookup_failed mail=%s error=%r", mail_id, err)
+            return None
+        if detail is None:
+            return None
+        digest = str(detail.get("body_sha256", ""))
+        recent.put(key, mail_id, digest)
+        return digest
+
+    async def accept_once(producer: AsyncProducer, key: str, mail: Mail, body: bytes, rejection_id: str) -> Response:
+        """A retry gets the first answer again and publishes nothing; another body under the same key is refused."""
+        digest = body_digest(body)
+        recorded = await recorded_digest(key, mail.id)
+        if recorded == digest:
+            log.info("event=idempotent_replay mail=%s", mail.id)
+            return _accepted(mail, replayed=True)
+        if recorded is not None:
+            err = KeyReused(HEADER, f"{key!r} was used for a different request (mail {mail.id})")
+            return await reject(producer, rejection_id, err, body, idempotency_key=key)
+        answer = await accept(producer, mail, idempotency_key=key, body_sha256=digest)
+        if answer.status_code == 202:
+            recent.put(key, mail.id, digest)
+        return answer
+
+    @app.post(f"{API}/mails/", status_code=202)
+    async def create_mail(request: Request) -> Response:
+        producer: AsyncProducer = request.app.state.producer
+        # A rejection never lands on a key's mail: its history would end in `rejected` though it was sent.
+        rejection_id = new_id()
+        body = b""
+        try:
+            body = await read_body(request)
+            key = idempotency_key(request.headers)
+            mail = mail_from_body(body, rejection_id if key is None else mail_id_for(key))
+        except InvalidMail as err:
+            return await reject(producer, rejection_id, err, body)
+        if key is None:
+            return await accept(producer, mail)
+        return await accept_once(producer, key, mail, body, rejection_id)
 
     @app.get(f"{API}/mails/")
     def list_mails(page: int = 1, per_page: int = 50) -> Response:
@@ -208,10 +248,23 @@ class BodyTooLarge(InvalidMail):
 
 
 def _status_for(err: InvalidMail) -> int:
-    """413 for size, 400 when the body is not a JSON object at all, 422 for a field that is wrong."""
+    """413 for size, 400 when the body is not a JSON object at all or a header is malformed, 422 for a
+    field that is wrong."""
     if isinstance(err, BodyTooLarge):
         return 413
-    return 400 if err.field == "body" else 422
+    return 400 if err.field == "body" or isinstance(err, BadKey) else 422
+
+
+def _accepted(mail: Mail, replayed: bool = False) -> Response:
+    """The 202 answer; a replay gets exactly the first answer's body and headers, marked as a replay."""
+    url = f"{API}/mails/{mail.id}"
+    body: dict[str, object] = {"id": mail.id, "status": "accepted", "url": url}
+    if mail.send_at:
+        body["send_at"] = mail.send_at
+    headers = {"Location": url, "MailId": mail.id}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(body, 202, headers)
 
 
 def _with_links(mail: dict) -> dict:

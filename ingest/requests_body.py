@@ -1,6 +1,7 @@
 """Turns an HTTP body into a Mail, or into an error that names the field and the problem."""
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import orjson
 
@@ -10,6 +11,10 @@ from schemas.validation import InvalidMail, check_mail
 
 _SPLIT = re.compile(r"[,;\s]+")
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_FIELDS = frozenset({"sender", "recipients", "subject", "content", "send_at"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+_SEND_AT_FORMS = "an RFC 3339 timestamp with a timezone or integer milliseconds since the Unix epoch"
 
 
 def new_id() -> str:
@@ -48,10 +53,33 @@ def _recipients(data: dict) -> tuple[str, ...]:
     raise InvalidMail("recipients", "must be a string of addresses or a list of strings")
 
 
+def _send_at(data: dict) -> int:
+    """When to send, in ms since the epoch; 0 (at once) when not given. A time without a zone is refused
+    rather than guessed, since the gateway's zone says nothing about the client's."""
+    if "send_at" not in data:
+        return 0
+    value = data["send_at"]
+    if isinstance(value, str):
+        return _timestamp_ms(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidMail("send_at", f"must be {_SEND_AT_FORMS}")
+
+
+def _timestamp_ms(value: str) -> int:
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError as err:
+        raise InvalidMail("send_at", f"{value!r} is not a valid RFC 3339 timestamp ({err})") from err
+    if moment.utcoffset() is None:
+        raise InvalidMail("send_at", f"{value!r} has no timezone (add 'Z' or an offset like '+02:00')")
+    return (moment - _EPOCH) // _MS
+
+
 def mail_from_body(body: bytes, mail_id: str) -> Mail:
     """Parse and validate; the mail is stamped as accepted now, over HTTP."""
     data = parse_json(body)
-    unknown = set(data) - {"sender", "recipients", "subject", "content"}
+    unknown = set(data) - _FIELDS
     if unknown:
         raise InvalidMail(sorted(unknown)[0], "is not a known field")
     mail = Mail(
@@ -62,5 +90,6 @@ def mail_from_body(body: bytes, mail_id: str) -> Mail:
         content=_string(data, "content"),
         created_at=now_ms(),
         origin="http",
+        send_at=_send_at(data),
     )
     return check_mail(mail)

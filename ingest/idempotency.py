@@ -1,0 +1,72 @@
+"""Idempotency-Key: a client that retries a POST gets the first mail back instead of a second mail.
+
+The mail id derives from the key, so every gateway process, before and after a restart, arrives at the same
+id without coordinating. Two racing requests may both publish, but under one mail id, which the dispatcher
+never sends twice.
+"""
+import hashlib
+import re
+import uuid
+from collections import OrderedDict
+
+from starlette.datastructures import Headers
+
+from schemas.validation import InvalidMail
+
+HEADER = "Idempotency-Key"
+MAX_KEY_CHARS = 255
+# Fixed for good: changing it would give every key a new mail id, and retries would create second mails.
+_NAMESPACE = uuid.UUID("3b0f6a52-8c1e-4d7a-b0a4-6e2f9d51c8e7")
+_KEY = re.compile(r"[\x20-\x7e]{1,%d}" % MAX_KEY_CHARS)
+
+
+class BadKey(InvalidMail):
+    """The header itself is malformed: the request is refused before its body is looked at."""
+
+
+class KeyReused(InvalidMail):
+    """The key already stands for a mail with another body."""
+
+
+def idempotency_key(headers: Headers) -> str | None:
+    """The request's key, None without the header; raises BadKey unless it is 1-255 printable ASCII characters."""
+    values = headers.getlist(HEADER)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadKey(HEADER, "must be given once")
+    if not _KEY.fullmatch(values[0]):
+        raise BadKey(HEADER, f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters")
+    return values[0]
+
+
+def mail_id_for(key: str) -> str:
+    """The mail id a key stands for: 32 hex characters, like a random id."""
+    return uuid.uuid5(_NAMESPACE, key).hex
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+class RecentKeys:
+    """Keys this process accepted lately (key -> (mail id, body digest)), so most retries skip ClickHouse.
+
+    Bounded, least recently used first out; only the event loop thread touches it.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        found = self._seen.get(key)
+        if found is not None:
+            self._seen.move_to_end(key)
+        return found
+
+    def put(self, key: str, mail_id: str, digest: str) -> None:
+        self._seen[key] = (mail_id, digest)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
