@@ -11,9 +11,10 @@ log = logging.getLogger("mercury.deploy.topics")
 
 
 def _new_topic(name: str, partitions: int) -> NewTopic:
-    """Provider health is a handful of keys read by every worker: one partition keeps its order total."""
-    if name == topics.HEALTH:
-        return NewTopic(name, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
+    """Provider health is a handful of keys read by every worker, and scheduled mails are few and long-lived:
+    one partition each keeps the health order total and the broker's fetches small."""
+    if name == topics.HEALTH or name.startswith(topics.SCHEDULE_PREFIX):
+        partitions = 1
     config = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
     return NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
 

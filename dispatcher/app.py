@@ -1,33 +1,47 @@
-"""The Faust application: one agent on the request topic and one per retry level, all thin.
+"""The Faust application: one agent on the request topic, one per retry level and per schedule topic.
 
 Each agent hands records to `Dispatcher.handle` and publishes what it returns; an offset is
-acknowledged only after every record it produced was acknowledged by the broker.
+acknowledged only after every record it produced was acknowledged by the broker. Beside the agents,
+each worker follows the health and ledger topics into memory and publishes a heartbeat.
 """
-import asyncio
 import logging
+import uuid
 
 import faust
 from faust import EventT, StreamT
 
-from dispatcher.breakers import BreakerBoard
 from dispatcher.config import DispatcherConfig
-from dispatcher.delivery import Dispatcher, Output
+from dispatcher.delivery import Dispatcher
+from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
+from dispatcher.ledger import DeliveryLedger
 from dispatcher.pipeline import run_ordered
+from dispatcher.publishing import Publisher
+from dispatcher.ratelimit import RateLimits
+from dispatcher.replica import TopicReplica
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
-from schemas.producer import AsyncProducer
 from schemas import topics
+from schemas.producer import AsyncProducer
 
 log = logging.getLogger("mercury.dispatcher")
-PUBLISH_BACKOFF_MAX_S = 5.0
 
 
 def create_app(config: DispatcherConfig) -> faust.App:
     services = load_providers()
-    board = BreakerBoard([s.name for s in services], config.breaker_failures, config.breaker_recovery_s)
+    # A restarted worker keeps its name but not its sends in flight: the instance tells them apart.
+    instance = f"{config.worker_id}/{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(AsyncProducer(config.bootstrap, name=config.worker_id))
+    lease_s = max(sum(s.timeout) for s in services) + 1
+    health = FleetHealth([s.name for s in services], instance, config.breaker_failures, config.breaker_recovery_s,
+                         lease_s, publisher.publish)
+    ledger = DeliveryLedger(instance, publisher.publish, config.ledger_retention_s)
+    replicas = [TopicReplica(config.bootstrap, topics.HEALTH, instance, health.apply, publisher.publish),
+                TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish)]
+    ledger.follow(replicas[1])
     sender = ThreadedSender(config.send_threads)
-    dispatcher = Dispatcher(services, board, sender, config.retry_delays, config.retry_ambiguous, config.worker_id)
+    dispatcher = Dispatcher(services, health, ledger, RateLimits(config.rate_limits, health.fleet_size), sender,
+                            config.retry_delays, config.retry_ambiguous, config.worker_id)
 
     app = faust.App(
         "mercury-dispatcher",
@@ -46,25 +60,11 @@ def create_app(config: DispatcherConfig) -> faust.App:
         topic_disable_leader=True,
         stream_wait_empty=False,
     )
-    producer = AsyncProducer(config.bootstrap, name=config.worker_id)
-
-    async def publish(outputs: list[Output]) -> None:
-        """Retry what the broker did not acknowledge until it did: giving up here would lose the mail."""
-        pending, backoff = outputs, 0.1
-        while pending:
-            results = await asyncio.gather(*(producer.send(o.topic, o.key, o.value) for o in pending),
-                                           return_exceptions=True)
-            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, Exception)]
-            pending = [o for o, _ in failed]
-            if pending:
-                log.error("event=publish_failed records=%d error=%s retry_in_s=%.1f", len(pending), failed[0][1], backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, PUBLISH_BACKOFF_MAX_S)
 
     async def process(event: EventT) -> None:
         message = event.message
         source = Source(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
-        await publish(await dispatcher.handle(message.value, message.key, source))
+        await publisher.publish(await dispatcher.handle(message.value, message.key, source))
 
     async def consume(stream: StreamT) -> None:
         await run_ordered(stream, process, config.max_in_flight)
@@ -72,10 +72,32 @@ def create_app(config: DispatcherConfig) -> faust.App:
     app.agent(app.topic(topics.REQUESTS), name="requests")(consume)
     for level in range(len(config.retry_delays)):
         app.agent(app.topic(topics.retry_topic(level)), name=f"retry-{level}")(consume)
+    for topic in topics.schedule_topics():
+        app.agent(app.topic(topic), name=topic.replace(".", "-"))(consume)
+
+    @app.task
+    async def share_health() -> None:
+        for replica in replicas:
+            replica.start()
+        await health.heartbeats()
+
+    @app.on_partitions_assigned.connect
+    async def read_ledger_again(*_args: object, **_kwargs: object) -> None:
+        """Records of a partition that was someone else's must meet everything its owner wrote."""
+        ledger.refresh()
+
+    @app.on_before_shutdown.connect
+    async def close(*_args: object, **_kwargs: object) -> None:
+        await health.flush()
+        for replica in replicas:
+            replica.close()
+        sender.close()
+        publisher.close()
+        log.info("event=dispatcher_closed worker=%s", instance)
 
     @app.on_after_configured.connect
     def log_config(*_args: object, **_kwargs: object) -> None:
-        log.info("event=dispatcher_configured worker=%s providers=%s retry_delays=%s", config.worker_id,
-                 ",".join(s.name for s in services), config.retry_delays)
+        log.info("event=dispatcher_configured worker=%s providers=%s retry_delays=%s rate_limits=%s", instance,
+                 ",".join(s.name for s in services), config.retry_delays, config.rate_limits or "none")
 
     return app

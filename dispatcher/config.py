@@ -3,6 +3,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from dispatcher.ratelimit import parse_rates
 from schemas.topics import retry_delays
 
 
@@ -17,6 +18,8 @@ class DispatcherConfig:
     retry_delays: tuple[float, ...]
     retry_ambiguous: bool
     session_timeout_s: float
+    rate_limits: dict[str, float]
+    ledger_retention_s: float
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "DispatcherConfig":
@@ -38,4 +41,6 @@ class DispatcherConfig:
             retry_delays=tuple(retry_delays(env)),
             retry_ambiguous=env.get("MERCURY_RETRY_AMBIGUOUS", "true").lower() in ("1", "true", "yes"),
             session_timeout_s=float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", "6")),
+            rate_limits=parse_rates(env.get("MERCURY_RATE_LIMITS", "")),
+            ledger_retention_s=float(env.get("MERCURY_LEDGER_RETENTION_H", "168")) * 3600,
         )

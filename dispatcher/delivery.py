@@ -1,43 +1,45 @@
 """The delivery policy: choose a provider, send, classify, fail over, retry on the ladder or dead-letter.
 
-Plain asyncio code with no Kafka in it: `handle` turns one consumed record into the records to publish
-(events, a retry record or a dead letter), so the Faust agent only wires topics to it.
+Plain asyncio code: `handle` turns one consumed record into the records to publish (events, a retry or
+schedule record, a dead letter, ledger entries), so the Faust agent only wires topics to it. The ledger
+and the fleet's provider health are handed in; only the `sending`/`sent` ledger entries are written
+during the send itself, because they are what keeps a re-delivered record from being sent twice.
 """
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
-from dispatcher.breakers import BreakerBoard
+from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import Job, Source, job_from_record
+from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
+from dispatcher.publishing import Output
+from dispatcher.ratelimit import RateLimits
 from providers.base import MailService, SendResult
-from providers.errors import AmbiguousError, PermanentError, ProviderError, ProviderFailure, TransientError
+from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,
+                              TransientError)
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
 from schemas.validation import InvalidMail, check_mail
-from schemas.vocabulary import DeadReason, EventType, FailureCause
+from schemas.vocabulary import DeadReason, EventType, FailureCause, Outcome
 
 log = logging.getLogger("mercury.dispatcher")
 # Kafka's default record limit is 1,000,000 bytes; a dead letter keeps room for its reason and position.
 MAX_DEAD_PAYLOAD = 512 * 1024
+LEDGER_POLL_S = 0.1
 
 Sender = Callable[[MailService, Mail], Awaitable[SendResult]]
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: str
-    value: bytes
 
 
 class Dispatcher:
     def __init__(
         self,
         services: list[MailService],
-        board: BreakerBoard,
+        health: FleetHealth,
+        ledger: DeliveryLedger,
+        limits: RateLimits,
         send: Sender,
         retry_delays: tuple[float, ...],
         retry_ambiguous: bool,
@@ -45,16 +47,19 @@ class Dispatcher:
         rng: random.Random | None = None,
     ) -> None:
         self._services = {s.name: s for s in services}
-        self._board = board
+        self._health = health
+        self._ledger = ledger
+        self._limits = limits
         self._send = send
         self._delays = retry_delays
         self._retry_ambiguous = retry_ambiguous
         self._worker = worker_id
         self._rng = rng or random.Random()
+        self._busy: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @property
-    def breakers(self) -> BreakerBoard:
-        return self._board
+    def health(self) -> FleetHealth:
+        return self._health
 
     async def handle(self, payload: bytes | None, key: bytes | None, source: Source) -> list[Output]:
         """Never raises: a record it cannot use becomes a dead letter, an internal error a retry."""
@@ -71,40 +76,98 @@ class Dispatcher:
         except InvalidMail as err:
             return self._dead(job.mail.id, DeadReason.MALFORMED, str(err), source, payload, rejected=True)
         outputs = self._accepted(job)
-        wait_s = (job.due_at - now_ms()) / 1000
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
+        await _sleep_until(job.due_at)
+        if job.first_attempt and (hop := topics.schedule_hop((job.mail.send_at - now_ms()) / 1000)):
+            return outputs + self._schedule(job, hop)
+        await _sleep_until(job.mail.send_at)
         try:
-            return outputs + await self._deliver(job)
+            async with self._exclusive(job.mail.id):
+                return outputs + await self._deliver_once(job)
         except Exception as err:  # a bug must not lose the mail: it goes back on the ladder, loudly
             log.exception("event=dispatch_error mail=%s", job.mail.id)
-            return outputs + self._retry(job, f"internal error: {err!r}")
+            return outputs + self._retry(job, f"internal error: {err!r}", spent=True)
 
     def _accepted(self, job: Job) -> list[Output]:
         """Mails from outside producers never passed the gateway, which records acceptance for its own."""
-        if not job.first_attempt or job.mail.origin == "http":
+        if job.source.topic != topics.REQUESTS or job.mail.origin == "http":
             return []
         event = accepted_event(job.mail, self._worker, job.mail.created_at or job.source.timestamp_ms,
                                topic=job.source.topic)
         return [Output(topics.EVENTS, job.mail.id, encode_event(event))]
 
+    def _schedule(self, job: Job, hop: str) -> list[Output]:
+        """A mail not yet due waits on the schedule topics, so it holds up no other mail."""
+        outputs = [Output(hop, job.mail.id, codec.encode("mercury.MailRequest", job.mail.to_record()))]
+        if job.source.topic == topics.REQUESTS:
+            outputs.append(self._event(job.mail.id, EventType.SCHEDULED, send_at=job.mail.send_at))
+        return outputs
+
+    @asynccontextmanager
+    async def _exclusive(self, mail_id: str) -> AsyncIterator[None]:
+        """Two records of one mail on this worker are worked on one after the other, never side by side."""
+        lock, users = self._busy.get(mail_id, (asyncio.Lock(), 0))
+        self._busy[mail_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._busy[mail_id]
+            if users == 1:
+                del self._busy[mail_id]
+            else:
+                self._busy[mail_id] = (lock, users - 1)
+
+    async def _deliver_once(self, job: Job) -> list[Output]:
+        await self._ledger.ready()
+        outputs, go_on = await self._settle_previous(job)
+        if not go_on:
+            return outputs
+        return outputs + await self._deliver(job)
+
+    async def _settle_previous(self, job: Job) -> tuple[list[Output], bool]:
+        """What the ledger says about earlier sends of this mail: skip it, wait for another worker's send to
+        end, or report a send cut short by a dead worker as ambiguous and go on by the ambiguity policy."""
+        mail = job.mail
+        while (entry := self._ledger.lookup(mail.id)) is not None:
+            if entry.state == SENT:
+                return [self._duplicate(mail.id, entry.provider, f"already sent by {entry.worker}",
+                                        message_id=entry.message_id)], False
+            if entry.state == DEAD and mail.replayed_at <= entry.at:
+                return [self._duplicate(mail.id, entry.provider, f"already dead-lettered by {entry.worker}")], False
+            if entry.state != SENDING or entry.worker == self._ledger.instance:
+                return [], True
+            if entry.until > now_ms():
+                await asyncio.sleep(LEDGER_POLL_S)
+                continue
+            log.warning("event=ambiguous_send mail=%s provider=%s worker=%s", mail.id, entry.provider, entry.worker)
+            event = self._event(mail.id, EventType.ATTEMPT_FAILED, provider=entry.provider,
+                                outcome=Outcome.AMBIGUOUS, worker=entry.worker,
+                                detail=f"{entry.worker} stopped during the send; the provider may have accepted it")
+            if not self._retry_ambiguous:
+                return [event, *self._dead_job(job, DeadReason.AMBIGUOUS, f"{entry.provider}: send cut short")], False
+            return [event], True
+        return [], True
+
     async def _deliver(self, job: Job) -> list[Output]:
         outputs: list[Output] = []
         tried: set[str] = set()
+        spent = False
         last_error = "no provider available"
-        while (provider := self._choose(tried | job.excluded)) is not None:
+        while (ticket := await self._choose(tried | job.excluded)) is not None:
+            provider = ticket.provider
             tried.add(provider)
             outputs.append(self._event(job.mail.id, EventType.DISPATCHED, provider=provider, level=job.level))
             result, err = await self._attempt(provider, job)
             if err is None:
-                self._board[provider].succeeded()
+                self._health.succeeded(ticket)
                 outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome="accepted",
                                            message_id=result.message_id, status=result.status,
                                            latency_ms=result.latency_ms))
                 return outputs
-            self._board[provider].failed(err)
+            self._health.failed(ticket, err)
             outputs.append(self._failure_event(job, err))
             last_error = f"{provider}: {err.detail}"
+            spent = spent or not isinstance(err, ThrottledError)
             if isinstance(err, PermanentError):
                 return outputs + self._dead_job(job, DeadReason.PERMANENT, last_error)
             if isinstance(err, AmbiguousError) and not self._retry_ambiguous:
@@ -113,27 +176,48 @@ class Dispatcher:
                 job.excluded.add(provider)
         if job.excluded >= self._services.keys():
             return outputs + self._dead_job(job, DeadReason.NO_PROVIDER, f"every provider refused this mail: {last_error}")
-        return outputs + self._retry(job, last_error)
+        return outputs + self._retry(job, last_error, spent)
 
     async def _attempt(self, provider: str, job: Job) -> tuple[SendResult | None, ProviderError | None]:
-        """One send, its failure classified; an adapter fault counts as a provider error, so the breaker
-        and the mail's history stay right and nothing is lost."""
+        """One send between its two ledger entries, its failure classified; an adapter fault counts as a
+        provider error, so the breaker and the mail's history stay right and nothing is lost."""
+        service = self._services[provider]
+        budget_ms = int((sum(service.timeout) + 1) * 1000)
+        await self._ledger.record(job.mail.id, SENDING, provider, until=now_ms() + budget_ms)
         try:
-            return await self._send(self._services[provider], job.mail), None
+            result = await self._send(service, job.mail)
         except ProviderError as err:
+            await self._ledger.record(job.mail.id, FAILED, provider)
             return None, err
         except Exception as bug:
             log.exception("event=adapter_error provider=%s mail=%s", provider, job.mail.id)
+            await self._ledger.record(job.mail.id, FAILED, provider)
             return None, TransientError(provider, f"adapter error: {bug!r}", cause=FailureCause.PROVIDER)
+        await self._ledger.record(job.mail.id, SENT, provider, result.message_id)
+        return result, None
 
-    def _choose(self, skip: set[str]) -> str | None:
-        """A random healthy provider not yet tried for this mail (the seed's stateless policy)."""
-        candidates = [name for name in self._services if name not in skip]
-        self._rng.shuffle(candidates)
-        return next((name for name in candidates if self._board[name].admit()), None)
+    async def _choose(self, skip: set[str]) -> Ticket | None:
+        """A random healthy provider not yet tried for this mail (the seed's stateless policy); when the only
+        healthy ones are at their rate limit, wait for the first free send rather than spend an attempt."""
+        while True:
+            candidates = [name for name in self._services if name not in skip]
+            self._rng.shuffle(candidates)
+            wait: float | None = None
+            for name in candidates:
+                if (delay := self._limits.try_take(name)) > 0:
+                    wait = delay if wait is None else min(wait, delay)
+                    continue
+                if ticket := await self._health.admit(name):
+                    return ticket
+                self._limits.give_back(name)
+            if wait is None:
+                return None
+            await asyncio.sleep(wait)
 
-    def _retry(self, job: Job, last_error: str) -> list[Output]:
-        level = job.level if job.first_attempt else job.level + 1
+    def _retry(self, job: Job, last_error: str, spent: bool) -> list[Output]:
+        """Back on the ladder; a mail no provider could take (all open or throttled) waits at its level
+        instead of climbing it, so a fleet-wide outage never dead-letters it."""
+        level = job.level + 1 if spent and not job.first_attempt else job.level
         if level >= len(self._delays):
             return self._dead_job(job, DeadReason.EXHAUSTED, f"gave up after {len(self._delays)} retry levels: {last_error}")
         due_at = now_ms() + int(self._delays[level] * 1000)
@@ -146,11 +230,14 @@ class Dispatcher:
 
     def _dead_job(self, job: Job, reason: DeadReason, detail: str) -> list[Output]:
         """A decoded mail given up on: its letter carries it as a plain request, ready to replay."""
-        return self._dead(job.mail.id, reason, detail, job.source,
-                          codec.encode("mercury.MailRequest", job.mail.to_record()))
+        dead_at = now_ms()
+        letter = self._dead(job.mail.id, reason, detail, job.source,
+                            codec.encode("mercury.MailRequest", job.mail.to_record()), dead_at=dead_at)
+        # One timestamp for both: a replay stamped after the letter is after the ledger entry too.
+        return [*letter, self._ledger.output(job.mail.id, DEAD, at=dead_at)]
 
     def _dead(self, mail_id: str, reason: DeadReason, detail: str, source: Source, payload: bytes,
-              rejected: bool = False) -> list[Output]:
+              rejected: bool = False, dead_at: int | None = None) -> list[Output]:
         if len(payload) > MAX_DEAD_PAYLOAD:
             # A letter must fit on the topic whatever was sent; a record this large is kept in part.
             detail = f"{detail} (payload of {len(payload)} bytes cut to {MAX_DEAD_PAYLOAD})"
@@ -163,7 +250,7 @@ class Dispatcher:
             "source_partition": source.partition,
             "source_offset": source.offset,
             "payload": payload,
-            "dead_at": now_ms(),
+            "dead_at": dead_at or now_ms(),
         })
         outputs = [Output(topics.DEAD, mail_id, letter)]
         if rejected:
@@ -171,6 +258,10 @@ class Dispatcher:
                                        partition=source.partition, offset=source.offset))
         outputs.append(self._event(mail_id, EventType.DEAD_LETTERED, outcome=str(reason), reason=detail))
         return outputs
+
+    def _duplicate(self, mail_id: str, provider: str, reason: str, **detail: object) -> Output:
+        log.info("event=duplicate_skipped mail=%s reason=%r", mail_id, reason)
+        return self._event(mail_id, EventType.DUPLICATE, provider=provider or None, reason=reason, **detail)
 
     def _failure_event(self, job: Job, err: ProviderError) -> Output:
         detail: dict[str, object] = {"status": err.status, "detail": err.detail}
@@ -184,3 +275,7 @@ class Dispatcher:
         record = make_event(mail_id, event, self._worker, provider=provider, outcome=outcome, **detail)
         return Output(topics.EVENTS, mail_id, encode_event(record))
 
+
+async def _sleep_until(at_ms: int) -> None:
+    if (wait_s := (at_ms - now_ms()) / 1000) > 0:
+        await asyncio.sleep(wait_s)

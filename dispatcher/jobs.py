@@ -28,7 +28,8 @@ class Job:
 
     @property
     def first_attempt(self) -> bool:
-        return self.source.topic == topics.REQUESTS
+        """Not yet on the retry ladder (straight from the request topic or a schedule topic)."""
+        return not self.source.topic.startswith(topics.RETRY_PREFIX)
 
     def retry_record(self, level: int, due_at: int, last_error: str) -> bytes:
         return codec.encode(RETRY_SCHEMA, {
@@ -41,11 +42,15 @@ class Job:
 
 
 def job_from_record(schema_name: str, record: dict, source: Source) -> Job:
-    """Build a job; raises codec.DecodeError when the record does not belong on the topic it came from."""
-    on_requests = source.topic == topics.REQUESTS
-    if schema_name == REQUEST_SCHEMA and on_requests:
+    """Build a job; raises codec.DecodeError when the record does not belong on the topic it came from.
+
+    A mail on a schedule topic is due once it has waited that topic's delay since it was written there."""
+    if schema_name == REQUEST_SCHEMA and source.topic == topics.REQUESTS:
         return Job(Mail.from_record(record), source)
-    if schema_name == RETRY_SCHEMA and not on_requests:
+    if schema_name == REQUEST_SCHEMA and source.topic.startswith(topics.SCHEDULE_PREFIX):
+        due_at = source.timestamp_ms + topics.schedule_delay_s(source.topic) * 1000
+        return Job(Mail.from_record(record), source, due_at=due_at)
+    if schema_name == RETRY_SCHEMA and source.topic.startswith(topics.RETRY_PREFIX):
         return Job(
             Mail.from_record(record["mail"]), source, level=record["level"],
             due_at=record["due_at"], excluded=set(record["excluded"]),

@@ -14,3 +14,7 @@ class ThreadedSender:
 
     async def __call__(self, service: MailService, mail: Mail) -> SendResult:
         return await asyncio.get_running_loop().run_in_executor(self._pool, service.send, mail)
+
+    def close(self) -> None:
+        """Let sends in flight finish (each within its timeout) and stop the threads."""
+        self._pool.shutdown(wait=True)

@@ -57,8 +57,10 @@ class AsyncProducer:
                 settled, self._settled = self._settled, []
                 self._loop.call_soon_threadsafe(_settle_all, settled)
 
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable."""
+    async def send(self, topic: str, key: str, value: bytes, partition: int = -1) -> None:
+        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable.
+
+        `partition` -1 lets the key choose it; a reader's marker names each partition explicitly."""
         loop = self._loop = asyncio.get_running_loop()
         if self._brokers_down and not await self._probe(loop):
             raise BrokerUnavailable("no Kafka broker is reachable")
@@ -68,7 +70,7 @@ class AsyncProducer:
             self._settled.append((done, err))
 
         try:
-            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
         except (BufferError, KafkaException) as err:
             raise BrokerUnavailable(f"the producer refused the record: {err}") from err
         try:

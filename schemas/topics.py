@@ -38,6 +38,16 @@ def schedule_topic(delay_s: int) -> str:
     return f"{SCHEDULE_PREFIX}{delay_s}"
 
 
+def schedule_delay_s(topic: str) -> int:
+    return int(topic.removeprefix(SCHEDULE_PREFIX))
+
+
+def schedule_hop(remaining_s: float) -> str | None:
+    """The schedule topic a mail due in `remaining_s` waits on next: the longest delay that fits, if any."""
+    fitting = [delay for delay in SCHEDULE_DELAYS if delay <= remaining_s]
+    return schedule_topic(fitting[-1]) if fitting else None
+
+
 def schedule_topics() -> list[str]:
     return [schedule_topic(delay) for delay in SCHEDULE_DELAYS]
 

@@ -1,4 +1,6 @@
 """A mail's life through the real stack: HTTP → Kafka → dispatcher → sandbox provider → ClickHouse."""
+import time
+
 import requests
 
 from tests.e2e.conftest import (dead_letters, events_of, post_mail, unique_subject, wait_for,
@@ -41,9 +43,9 @@ def test_one_provider_down_fails_over_and_opens_its_breaker(api, sandbox, stack)
     for subject in burst:
         assert sandbox.received(subject) == {"mailgun": 0, "sendgrid": 1}
     for worker in ("dispatcher-0", "dispatcher-1"):
-        assert "event=breaker_open provider=mailgun" in stack.processes[worker].tail(2000)
+        assert "event=provider_health provider=mailgun state=open" in stack.processes[worker].tail(2000)
 
-    # With both breakers open, later mails go straight to sendgrid: at most one half-open probe per worker.
+    # The breaker is open fleet-wide: later mails go straight to sendgrid, with one half-open probe at a time.
     after = [post_mail(api, unique_subject("failover-after")) for _ in range(20)]
     attempts = []
     for mail_id in after:
@@ -93,3 +95,13 @@ def test_ambiguous_timeout_is_recorded_and_retried_elsewhere(api, sandbox):
     events = wait_for_event(api, mail_id, "sent", timeout=60)
     ambiguous = [e for e in events if e["outcome"] == "ambiguous"]
     assert ambiguous and ambiguous[0]["provider"] == "mailgun"
+
+
+def test_a_scheduled_mail_waits_until_its_time_then_is_sent_once(api, sandbox):
+    subject = unique_subject("scheduled")
+    send_at = int(time.time() * 1000) + 3_000
+    mail_id = post_mail(api, subject, send_at=send_at)
+    events = wait_for_event(api, mail_id, "sent", timeout=60)
+    assert kinds(events) == ["accepted", "scheduled", "dispatched", "sent"]
+    assert events[-1]["created_at"] >= send_at, "never sent before its time"
+    assert sum(sandbox.received(subject).values()) == 1

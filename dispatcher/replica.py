@@ -1,0 +1,120 @@
+"""A compacted topic followed from its beginning into memory, the way every worker shares small state.
+
+Each worker reads the whole topic (all partitions, no consumer group) in a thread and hands records to
+the event loop in order. `caught_up()` is a read barrier: the worker writes a marker to every partition
+and waits until it has read them all back, so everything written before the call has been applied. It
+relies on nothing but the log itself (the local broker reports wrong end offsets).
+"""
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from itertools import count
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from dispatcher.publishing import Output
+
+log = logging.getLogger("mercury.dispatcher.replica")
+MARKER = "marker/"
+BATCH = 500
+
+Apply = Callable[[str, bytes], None]
+Publish = Callable[[list[Output]], Awaitable[None]]
+
+
+class TopicReplica:
+    def __init__(self, bootstrap: str, topic: str, instance: str, apply: Apply, publish: Publish) -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self._instance = instance
+        self._apply = apply
+        self._publish = publish
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._partitions: list[int] = []
+        self._markers: dict[str, tuple[set[int], asyncio.Future]] = {}
+        self._sequence = count(1)
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start following the topic (idempotent); must be called from the event loop."""
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._follow, name=f"replica-{self.topic}", daemon=True)
+        self._thread.start()
+
+    async def caught_up(self) -> None:
+        """Return once every record written to the topic before this call has been applied."""
+        self.start()
+        await self._loop.run_in_executor(None, self._started.wait)
+        key = f"{MARKER}{self._instance}/{next(self._sequence)}"
+        done = self._loop.create_future()
+        self._markers[key] = (set(self._partitions), done)
+        await self._publish([Output(self.topic, key, b"", partition) for partition in self._partitions])
+        await done
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _follow(self) -> None:
+        consumer = Consumer({
+            "bootstrap.servers": self._bootstrap,
+            "group.id": f"replica-{self._instance}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 20,
+            "client.id": f"{self._instance}-{self.topic}",
+        })
+        try:
+            self._assign_all(consumer)
+            while not self._stopping.is_set():
+                records = []
+                for message in consumer.consume(BATCH, 0.1):
+                    if message.error() is None:
+                        records.append((message.key().decode(), message.value() or b"", message.partition()))
+                    elif message.error().code() != KafkaError._PARTITION_EOF:
+                        log.error("event=replica_read_error topic=%s error=%s", self.topic, message.error())
+                if records:
+                    self._loop.call_soon_threadsafe(self._apply_all, records)
+        except KafkaException as err:
+            log.exception("event=replica_failed topic=%s error=%s", self.topic, err)
+            raise
+        finally:
+            consumer.close()
+
+    def _assign_all(self, consumer: Consumer) -> None:
+        while not self._stopping.is_set():
+            topic = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+            if topic is not None and topic.error is None and topic.partitions:
+                self._partitions = sorted(topic.partitions)
+                break
+            log.warning("event=replica_waiting_for_topic topic=%s", self.topic)
+            self._stopping.wait(1)
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._started.set()
+        log.info("event=replica_started topic=%s partitions=%d", self.topic, len(self._partitions))
+
+    def _apply_all(self, records: list[tuple[str, bytes, int]]) -> None:
+        for key, value, partition in records:
+            if key.startswith(MARKER):
+                self._marker_seen(key, partition)
+                continue
+            try:
+                self._apply(key, value)
+            except Exception:  # one bad record must not stop a worker from following the others
+                log.exception("event=replica_apply_error topic=%s key=%s", self.topic, key)
+
+    def _marker_seen(self, key: str, partition: int) -> None:
+        waiting = self._markers.get(key)
+        if waiting is None:
+            return
+        pending, done = waiting
+        pending.discard(partition)
+        if not pending:
+            del self._markers[key]
+            if not done.done():
+                done.set_result(None)
