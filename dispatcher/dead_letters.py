@@ -1,0 +1,489 @@
+"""Dead letters for operators: list what the pipeline gave up on, and put those mails back into it.
+
+    python -m dispatcher.dead_letters list   [--reason R]... [--id ID]... [--since T] [--until T] [--json]
+    python -m dispatcher.dead_letters replay [--reason R]... [--id ID]... [--since T] [--until T] | --all
+
+A replayed mail keeps its id (so its history stays one history) and gets `replayed_at`, which the dispatcher
+compares with the letter's `dead_at` to know an operator put it back; a `replayed` event records the step.
+A mail dead-lettered several times stands for its latest letter only: older letters carry an older state.
+
+Reading to the end of the topic: Tansu, the local broker, answers a ListOffsets request for the latest
+offset with the base offset of the partition's last record batch plus one, so it understates the end
+whenever that batch holds more than one record (measured: 20 records whose last batch holds offsets 10-19
+reported 11). confluent-kafka's `query_watermark_offsets`, `get_watermark_offsets(cached=False)` and
+`AdminClient.list_offsets` all send that request, so a reader that stops at their answer misses letters.
+The high watermark in Fetch responses is right, so the reader never asks for offsets: it assigns every
+partition from the beginning with `enable.partition.eof` and stops once librdkafka reported the end of each
+one, which librdkafka derives from those Fetch responses. The same reader is right on Apache Kafka.
+"""
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from schemas import codec, topics
+from schemas.events import encode_event, make_event, now_ms
+from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.vocabulary import DeadReason, EventType
+
+log = logging.getLogger("mercury.dead_letters")
+# librdkafka retries a refused connection every few milliseconds, a line each; the command's own error names
+# the failure, so the client's lines show only with MERCURY_LOG_LEVEL=DEBUG.
+kafka_log = logging.getLogger("mercury.dead_letters.kafka")
+
+CREATED_BY = "dead-letters"
+LETTER_SCHEMA = "mercury.DeadLetter"
+REQUEST_SCHEMA = "mercury.MailRequest"
+# Records awaiting the broker's acknowledgement at once; bounds memory on a large replay.
+MAX_IN_FLIGHT = 500
+PROGRESS_EVERY_S = 1.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ReadError(RuntimeError):
+    """The topic could not be read to its end; nothing based on a partial read may be replayed."""
+
+
+class NotReplayable(ValueError):
+    """The letter's payload is not a whole mail (malformed input, or cut to fit the topic)."""
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One mercury.DeadLetter with its own position on the dead-letter topic."""
+
+    mail_id: str
+    reason: str
+    outcome: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    payload: bytes
+    dead_at: int
+    partition: int
+    offset: int
+
+    @classmethod
+    def from_message(cls, message: Message) -> "Letter":
+        """Raises codec.DecodeError when the record is not a DeadLetter."""
+        name, record = codec.decode(message.value())
+        if name != LETTER_SCHEMA:
+            raise codec.DecodeError(f"a {name} record, not a {LETTER_SCHEMA}")
+        return cls(
+            mail_id=record["mail_id"], reason=record["reason"], outcome=record["outcome"],
+            source_topic=record["source_topic"], source_partition=record["source_partition"],
+            source_offset=record["source_offset"], payload=record["payload"], dead_at=record["dead_at"],
+            partition=message.partition(), offset=message.offset(),
+        )
+
+    @property
+    def source(self) -> str:
+        return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
+
+    def mail_record(self) -> dict:
+        """The MailRequest record the letter carries; raises NotReplayable naming what is wrong."""
+        try:
+            name, record = codec.decode(self.payload)
+        except codec.DecodeError as err:
+            raise NotReplayable(str(err)) from err
+        if name != REQUEST_SCHEMA:
+            raise NotReplayable(f"payload is a {name}, not a {REQUEST_SCHEMA}")
+        return record
+
+    def replayable(self) -> bool:
+        try:
+            self.mail_record()
+        except NotReplayable:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which letters an operator means; empty criteria select everything. `since` <= dead_at < `until`."""
+
+    reasons: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
+    since: int | None = None
+    until: int | None = None
+
+    @property
+    def everything(self) -> bool:
+        return not (self.reasons or self.ids or self.since is not None or self.until is not None)
+
+    def matches(self, letter: Letter) -> bool:
+        return (
+            (not self.reasons or letter.outcome in self.reasons)
+            and (not self.ids or letter.mail_id in self.ids)
+            and (self.since is None or letter.dead_at >= self.since)
+            and (self.until is None or letter.dead_at < self.until)
+        )
+
+
+@dataclass
+class ReadStats:
+    letters: int = 0
+    unreadable: int = 0
+    partitions: int = 0
+    partitions_done: int = 0
+
+
+Progress = Callable[[ReadStats], None]
+
+
+class LetterReader:
+    """Reads every letter on the dead-letter topic once, each partition up to the end it had when reached.
+
+    It joins no consumer group and commits nothing, so listing never disturbs anyone else's position.
+    """
+
+    def __init__(self, bootstrap: str, timeout_s: float = 30.0, on_progress: Progress | None = None) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._on_progress = on_progress
+        self.stats = ReadStats()
+
+    def __iter__(self) -> Iterator[Letter]:
+        consumer = Consumer({
+            "bootstrap.servers": self._bootstrap,
+            "group.id": CREATED_BY,
+            "client.id": CREATED_BY,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "logger": kafka_log,
+        })
+        try:
+            partitions = self._partitions(consumer)
+            consumer.assign([TopicPartition(topics.DEAD, p, OFFSET_BEGINNING) for p in partitions])
+            yield from self._read(consumer, set(partitions))
+        finally:
+            consumer.close()
+
+    def _partitions(self, consumer: Consumer) -> list[int]:
+        try:
+            metadata = consumer.list_topics(topics.DEAD, timeout=self._timeout_s)
+        except KafkaException as err:
+            raise ReadError(f"no answer from the broker at {self._bootstrap}: {err.args[0].str()}") from err
+        topic = metadata.topics.get(topics.DEAD)
+        if topic is None or topic.error is not None:
+            raise ReadError(f"topic {topics.DEAD} is not readable: {topic.error.str() if topic else 'missing'}")
+        self.stats.partitions = len(topic.partitions)
+        return sorted(topic.partitions)
+
+    def _read(self, consumer: Consumer, remaining: set[int]) -> Iterator[Letter]:
+        last_record = last_report = time.monotonic()
+        while remaining:
+            message = consumer.poll(0.5)
+            now = time.monotonic()
+            if self._on_progress and now - last_report >= PROGRESS_EVERY_S:
+                self._on_progress(self.stats)
+                last_report = now
+            if message is None:
+                if now - last_record > self._timeout_s:
+                    raise ReadError(f"no record and no end of partition for {self._timeout_s:g} s "
+                                    f"({len(remaining)} partitions unfinished)")
+                continue
+            last_record = now
+            if message.error() is None:
+                letter = self._letter(message)
+                if letter is not None:
+                    yield letter
+            elif message.error().code() == KafkaError._PARTITION_EOF:
+                remaining.discard(message.partition())
+                self.stats.partitions_done = self.stats.partitions - len(remaining)
+            else:
+                self._fail_on(message.error())
+
+    def _letter(self, message: Message) -> Letter | None:
+        try:
+            letter = Letter.from_message(message)
+        except codec.DecodeError as err:
+            self.stats.unreadable += 1
+            log.warning("event=unreadable_letter partition=%d offset=%d reason=%s",
+                        message.partition(), message.offset(), err)
+            return None
+        self.stats.letters += 1
+        return letter
+
+    @staticmethod
+    def _fail_on(err: KafkaError) -> None:
+        """librdkafka retries transient errors by itself; anything else means the read is incomplete."""
+        if err.fatal() or not err.retriable():
+            raise ReadError(f"reading {topics.DEAD} failed: {err.str()}")
+        log.warning("event=read_error_retried code=%s reason=%r", err.name(), err.str())
+
+
+@dataclass
+class Choice:
+    """The letters a replay acts on: the latest letter of each mail, if it matches."""
+
+    letters: list[Letter]
+    superseded: int
+
+
+def latest_first(letter: Letter) -> tuple[int, int, int]:
+    """Letters of one mail share its key, hence a partition, where the offset orders them."""
+    return letter.dead_at, letter.partition, letter.offset
+
+
+def choose(letters: Iterable[Letter], selection: Selection) -> Choice:
+    """Keeps one letter per mail in memory, so a replay's footprint grows with mails, not letters."""
+    latest: dict[str, Letter] = {}
+    matched = 0
+    for letter in letters:
+        matched += selection.matches(letter)
+        known = latest.get(letter.mail_id)
+        if known is None or latest_first(letter) > latest_first(known):
+            latest[letter.mail_id] = letter
+    chosen = sorted((x for x in latest.values() if selection.matches(x)), key=latest_first)
+    return Choice(chosen, matched - len(chosen))
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[Letter] = field(default_factory=list)
+    not_replayable: list[tuple[Letter, str]] = field(default_factory=list)
+    failed: list[tuple[Letter, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def replayed_record(letter: Letter, replayed_at: int) -> dict:
+    """The mail exactly as the letter holds it, every field kept, stamped with the replay time."""
+    return {**letter.mail_record(), "replayed_at": replayed_at}
+
+
+def replay_time(letter: Letter) -> int:
+    """Now, yet always after the letter's dead_at: the dispatcher tells a replay by replayed_at > dead_at,
+    and the letter may come from a host whose clock runs ahead of this one."""
+    now = now_ms()
+    if now <= letter.dead_at:
+        log.warning("event=replay_clock_behind mail=%s dead_at=%d now=%d", letter.mail_id, letter.dead_at, now)
+        return letter.dead_at + 1
+    return now
+
+
+def replayed_event(mail_id: str, letter: Letter, replayed_at: int) -> bytes:
+    """The letter's outcome goes where the dead_lettered event put it, so both read alike in the history."""
+    return encode_event(make_event(
+        mail_id, EventType.REPLAYED, CREATED_BY, outcome=letter.outcome, created_at=replayed_at,
+        reason=letter.reason, dead_at=letter.dead_at, replayed_at=replayed_at,
+        topic=topics.DEAD, partition=letter.partition, offset=letter.offset,
+        source_topic=letter.source_topic, source_partition=letter.source_partition,
+        source_offset=letter.source_offset,
+    ))
+
+
+def replay(bootstrap: str, letters: list[Letter], timeout_s: float = 30.0,
+           on_done: Callable[[Letter, str | None], None] | None = None) -> ReplayReport:
+    """Publish each replayable letter's mail to the requests topic, then its `replayed` event; returns only
+    once the broker acknowledged (or refused) every write. `on_done` hears of each letter as it settles."""
+    report = ReplayReport()
+    replayable = []
+    for letter in letters:
+        try:
+            letter.mail_record()
+            replayable.append(letter)
+        except NotReplayable as err:
+            report.not_replayable.append((letter, str(err)))
+    if replayable:
+        asyncio.run(_publish_all(bootstrap, replayable, timeout_s, report, on_done))
+    return report
+
+
+async def _publish_all(bootstrap: str, letters: list[Letter], timeout_s: float, report: ReplayReport,
+                       on_done: Callable[[Letter, str | None], None] | None) -> None:
+    producer = AsyncProducer(bootstrap, delivery_timeout_ms=int(timeout_s * 1000), name=CREATED_BY)
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def one(letter: Letter) -> None:
+        async with slots:
+            error = await _publish(producer, letter)
+        if error is None:
+            report.replayed.append(letter)
+        else:
+            report.failed.append((letter, error))
+        if on_done:
+            on_done(letter, error)
+
+    try:
+        await asyncio.gather(*(one(letter) for letter in letters))
+    finally:
+        producer.close(timeout_s)
+
+
+async def _publish(producer: AsyncProducer, letter: Letter) -> str | None:
+    """The mail first: an event must never claim a replay the broker did not take. Returns the error."""
+    replayed_at = replay_time(letter)
+    record = replayed_record(letter, replayed_at)
+    try:
+        await producer.send(topics.REQUESTS, record["id"], codec.encode(REQUEST_SCHEMA, record))
+    except BrokerUnavailable as err:
+        log.error("event=replay_failed mail=%s reason=%s", letter.mail_id, err)
+        return f"mail not replayed: {err}"
+    try:
+        await producer.send(topics.EVENTS, record["id"], replayed_event(record["id"], letter, replayed_at))
+    except BrokerUnavailable as err:
+        log.error("event=replay_event_failed mail=%s reason=%s", letter.mail_id, err)
+        return f"mail replayed, but its replayed event was not acknowledged: {err}"
+    log.info("event=replayed mail=%s replayed_at=%d outcome=%s", letter.mail_id, replayed_at, letter.outcome)
+    return None
+
+
+def iso_utc(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC, exact to the millisecond."""
+    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def one_line(text: str) -> str:
+    """Reasons quote provider answers, which may span lines; a listing keeps one letter per line."""
+    return " ".join(text.split())
+
+
+def format_letter(letter: Letter) -> str:
+    return "  ".join((iso_utc(letter.dead_at), letter.mail_id, letter.outcome, letter.source, one_line(letter.reason)))
+
+
+def letter_json(letter: Letter) -> str:
+    return orjson.dumps({
+        "dead_at": letter.dead_at,
+        "dead_at_iso": iso_utc(letter.dead_at),
+        "mail_id": letter.mail_id,
+        "outcome": letter.outcome,
+        "reason": letter.reason,
+        "source_topic": letter.source_topic,
+        "source_partition": letter.source_partition,
+        "source_offset": letter.source_offset,
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "replayable": letter.replayable(),
+    }).decode()
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 with a timezone, or milliseconds since the epoch; a naive time would depend on the host."""
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither ISO 8601 nor milliseconds since the epoch") from err
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no timezone (add Z or +hh:mm)")
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dispatcher.dead_letters",
+                                     description="List dead-lettered mails, or replay them into the pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="one line per letter in topic order, then the total")
+    _add_common(listing)
+    listing.add_argument("--json", action="store_true", help="JSON lines instead (the total goes to stderr)")
+    replaying = commands.add_parser("replay", help="publish each selected mail's latest letter back to the pipeline")
+    _add_common(replaying)
+    replaying.add_argument("--all", action="store_true", help="replay every dead-lettered mail")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--reason", action="append", default=[], choices=[str(r) for r in DeadReason],
+                        help="letter outcome (repeatable)")
+    parser.add_argument("--id", action="append", default=[], dest="ids", metavar="MAIL_ID",
+                        help="mail id (repeatable)")
+    parser.add_argument("--since", type=parse_time, help="dead_at at or after (ISO 8601 with timezone, or ms)")
+    parser.add_argument("--until", type=parse_time, help="dead_at before (ISO 8601 with timezone, or ms)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for the broker before giving up (default 30)")
+
+
+def selection_of(args: argparse.Namespace) -> Selection:
+    return Selection(frozenset(args.reason), frozenset(args.ids), args.since, args.until)
+
+
+def show_progress(stats: ReadStats) -> None:
+    print(f"reading: {stats.letters} letters, {stats.partitions_done} of {stats.partitions} partitions at their end",
+          file=sys.stderr, flush=True)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    reader = LetterReader(args.bootstrap, args.timeout, show_progress)
+    selection = selection_of(args)
+    total = 0
+    for letter in reader:
+        if selection.matches(letter):
+            total += 1
+            print(letter_json(letter) if args.json else format_letter(letter))
+    print(f"total: {total}", file=sys.stderr if args.json else sys.stdout)
+    _report_unreadable(reader.stats)
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    reader = LetterReader(args.bootstrap, args.timeout, show_progress)
+    choice = choose(reader, selection_of(args))
+    _report_unreadable(reader.stats)
+    replayable = sum(letter.replayable() for letter in choice.letters)
+    report = replay(args.bootstrap, choice.letters, args.timeout, _replay_progress(replayable))
+    for letter, why in report.not_replayable:
+        print(f"not replayable  {letter.mail_id}  {letter.outcome}  {letter.source}  {one_line(why)}")
+    for letter, why in report.failed:
+        print(f"failed  {letter.mail_id}  {one_line(why)}")
+    print(f"replayed {len(report.replayed)}, not replayable {len(report.not_replayable)}, "
+          f"failed {len(report.failed)}, older letters skipped {choice.superseded}")
+    return 0 if report.ok else 1
+
+
+def _replay_progress(total: int) -> Callable[[Letter, str | None], None]:
+    """One line per acknowledged replay on stdout, a running count on stderr for long replays."""
+    done = 0
+    last_report = time.monotonic()
+
+    def on_done(letter: Letter, error: str | None) -> None:
+        nonlocal done, last_report
+        done += 1
+        if error is None:
+            print(f"replayed  {letter.mail_id}  {letter.outcome}  {letter.source}")
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            print(f"replaying: {done} of {total}", file=sys.stderr, flush=True)
+            last_report = time.monotonic()
+
+    return on_done
+
+
+def _report_unreadable(stats: ReadStats) -> None:
+    if stats.unreadable:
+        print(f"records on {topics.DEAD} that are not dead letters: {stats.unreadable}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "replay" and args.all != selection_of(args).everything:
+        parser.error("replay needs a filter (--reason, --id, --since, --until) or --all, not both")
+    logging.basicConfig(level=os.environ.get("MERCURY_LOG_LEVEL", "WARNING"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if log.getEffectiveLevel() > logging.DEBUG:
+        kafka_log.setLevel(logging.CRITICAL)
+    try:
+        return run_list(args) if args.command == "list" else run_replay(args)
+    except ReadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
