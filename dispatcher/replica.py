@@ -32,6 +32,7 @@ class TopicReplica:
         self._publish = publish
         self._loop: asyncio.AbstractEventLoop | None = None
         self._partitions: list[int] = []
+        self._positions: dict[int, int] = {}
         self._markers: dict[str, tuple[set[int], asyncio.Future]] = {}
         self._sequence = count(1)
         self._stopping = threading.Event()
@@ -62,11 +63,23 @@ class TopicReplica:
             self._thread.join(5)
 
     def _follow(self) -> None:
+        """Read until closed; after a client failure start again where reading stopped, never from the
+        beginning (re-applying old entries could briefly hide newer ones)."""
+        while not self._stopping.is_set():
+            try:
+                self._follow_once()
+            except KafkaException as err:
+                log.error("event=replica_failed topic=%s error=%s retry_in_s=1", self.topic, err)
+                self._stopping.wait(1)
+
+    def _follow_once(self) -> None:
         consumer = Consumer({
             "bootstrap.servers": self._bootstrap,
             "group.id": f"replica-{self._instance}",
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 20,
+            # After the topic was re-created (a restarted in-memory broker) its log starts again at 0.
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
             "client.id": f"{self._instance}-{self.topic}",
         })
         try:
@@ -75,14 +88,12 @@ class TopicReplica:
                 records = []
                 for message in consumer.consume(BATCH, 0.1):
                     if message.error() is None:
+                        self._positions[message.partition()] = message.offset() + 1
                         records.append((message.key().decode(), message.value() or b"", message.partition()))
                     elif message.error().code() != KafkaError._PARTITION_EOF:
                         log.error("event=replica_read_error topic=%s error=%s", self.topic, message.error())
                 if records:
                     self._loop.call_soon_threadsafe(self._apply_all, records)
-        except KafkaException as err:
-            log.exception("event=replica_failed topic=%s error=%s", self.topic, err)
-            raise
         finally:
             consumer.close()
 
@@ -94,7 +105,8 @@ class TopicReplica:
                 break
             log.warning("event=replica_waiting_for_topic topic=%s", self.topic)
             self._stopping.wait(1)
-        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        consumer.assign([TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
+                         for p in self._partitions])
         self._started.set()
         log.info("event=replica_started topic=%s partitions=%d", self.topic, len(self._partitions))
 

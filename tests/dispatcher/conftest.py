@@ -57,11 +57,15 @@ class Fleet:
         ledger.follow(self._follow(self.ledger_topic, instance, ledger.apply))
         return ledger
 
-    def close(self) -> None:
-        pending = asyncio.all_tasks(self.loop)
+    async def _cancel_pending(self) -> None:
+        """Background publishes a test left running end here, not with a closed loop."""
+        pending = asyncio.all_tasks() - {asyncio.current_task()}
         for task in pending:
             task.cancel()
-        self.run(asyncio.gather(*pending, return_exceptions=True))
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def close(self) -> None:
+        self.run(self._cancel_pending())
         for replica in self.replicas:
             replica.close()
         self.publisher.close()
