@@ -33,6 +33,7 @@ class TopicReplica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._partitions: list[int] = []
         self._positions: dict[int, int] = {}
+        self._broker_lost = False
         self._markers: dict[str, tuple[set[int], asyncio.Future]] = {}
         self._sequence = count(1)
         self._stopping = threading.Event()
@@ -77,14 +78,16 @@ class TopicReplica:
             "bootstrap.servers": self._bootstrap,
             "group.id": f"replica-{self._instance}",
             "enable.auto.commit": False,
-            # After the topic was re-created (a restarted in-memory broker) its log starts again at 0.
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100,
             "client.id": f"{self._instance}-{self.topic}",
+            "error_cb": self._on_client_error,
         })
         try:
             self._assign_all(consumer)
             while not self._stopping.is_set():
+                if self._broker_lost:
+                    self._start_over_if_recreated(consumer)
                 records = []
                 for message in consumer.consume(BATCH, 0.1):
                     if message.error() is None:
@@ -96,6 +99,27 @@ class TopicReplica:
                     self._loop.call_soon_threadsafe(self._apply_all, records)
         finally:
             consumer.close()
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._broker_lost = True
+
+    def _start_over_if_recreated(self, consumer: Consumer) -> None:
+        """A broker that lost its data (the local in-memory one, restarted) comes back with the topic
+        re-created and empty, and answers reads past its end with nothing rather than an error: a log that
+        ends before where this replica stopped is read again from its beginning."""
+        try:
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=2, cached=False)[1]
+                    for p in self._partitions}
+        except KafkaException:
+            return
+        self._broker_lost = False
+        truncated = [p for p, end in ends.items() if end < self._positions.get(p, 0)]
+        if truncated:
+            log.warning("event=replica_log_restarted topic=%s partitions=%s", self.topic, truncated)
+            for partition in truncated:
+                self._positions.pop(partition)
+            self._assign_all(consumer)
 
     def _assign_all(self, consumer: Consumer) -> None:
         while not self._stopping.is_set():

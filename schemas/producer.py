@@ -5,15 +5,19 @@ librdkafka does the batching and retries in C, which costs a fraction of a pure-
 
 The producer is idempotent with acks=all, so an answered await means the record is durably on the
 partition leader and its in-sync replicas. While every broker is unreachable, `send` fails at once
-instead of waiting out the delivery timeout, so the gateway can answer 503 quickly.
+instead of waiting out the delivery timeout, so the gateway can answer 503 quickly. A broker that lost
+its state (a restarted in-memory broker forgets producer ids) never accepts an idempotent producer's
+records again, so a timed-out record makes the producer start over with a fresh client.
 """
 import asyncio
 import logging
 import threading
+import time
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger("mercury.producer")
+RENEW_EVERY_S = 2.0
 
 
 class BrokerUnavailable(RuntimeError):
@@ -24,18 +28,20 @@ class AsyncProducer:
     def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, name: str = "mercury") -> None:
         # librdkafka reports every record within its delivery timeout; past this bound the report was lost.
         self._report_deadline_s = delivery_timeout_ms / 1000 + 5
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 10,
-                "message.timeout.ms": delivery_timeout_ms,
-                "socket.connection.setup.timeout.ms": 3000,
-                "client.id": name,
-                "error_cb": self._on_error,
-            }
-        )
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 10,
+            "message.timeout.ms": delivery_timeout_ms,
+            "socket.connection.setup.timeout.ms": 3000,
+            "client.id": name,
+            "error_cb": self._on_error,
+        }
+        self._producer = Producer(self._config)
+        self._retired: list[Producer] = []
+        self._renew = False
+        self._renewed_at = 0.0
         self._brokers_down = False
         self._last_probe = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,9 +59,25 @@ class AsyncProducer:
         """Delivery reports of one poll wake the event loop once, not once per record."""
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            self._poll_retired()
             if self._settled:
                 settled, self._settled = self._settled, []
                 self._loop.call_soon_threadsafe(_settle_all, settled)
+            if self._renew and time.monotonic() - self._renewed_at >= RENEW_EVERY_S:
+                self._start_over()
+
+    def _start_over(self) -> None:
+        """Swap in a fresh client; the old one is polled until its last records are reported."""
+        self._renew, self._renewed_at = False, time.monotonic()
+        self._retired.append(self._producer)
+        self._producer = Producer(self._config)
+        log.warning("event=producer_renewed reason=delivery_timed_out")
+
+    def _poll_retired(self) -> None:
+        for old in list(self._retired):
+            old.poll(0)
+            if len(old) == 0:
+                self._retired.remove(old)
 
     async def send(self, topic: str, key: str, value: bytes, partition: int = -1) -> None:
         """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable.
@@ -68,6 +90,8 @@ class AsyncProducer:
 
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
             self._settled.append((done, err))
+            if err is not None and err.code() == KafkaError._MSG_TIMED_OUT:
+                self._renew = True
 
         try:
             self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
