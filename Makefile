@@ -4,13 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench deps system-deps clean
+.PHONY: run test chaos bench deps system-deps clean
 
 run: deps
 	$(PY) -m deploy.stack
 
 test: deps
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not slow"
+
+chaos: deps
+	$(PY) -m pytest tests/chaos
 
 bench: deps
 	$(PY) -m deploy.bench

@@ -65,11 +65,13 @@ class ManagedProcess:
         self.ready_timeout = ready_timeout
         self.niceness = niceness
         self.proc: subprocess.Popen | None = None
+        self.log_start = 0
 
     def start(self) -> "ManagedProcess":
         """Start and block until ready; raises StartupError if it exits or times out first."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_path, "ab")
+        self.log_start = log_file.tell()
         self.proc = subprocess.Popen(
             self.argv, stdout=log_file, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
             start_new_session=True, preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None,
@@ -108,6 +110,16 @@ class ManagedProcess:
         except ProcessLookupError:
             pass
         self.proc.wait()
+
+    def output_since_start(self) -> str:
+        """What the process logged since its latest start: the log is appended to across starts, so an
+        earlier run's lines must not pass for this run's."""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(self.log_start)
+                return log_file.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def tail(self, lines: int = 20) -> str:
         try:

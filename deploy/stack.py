@@ -19,6 +19,7 @@ from deploy.topics import create_topics
 
 log = logging.getLogger("mercury.deploy.stack")
 ROOT = Path(__file__).resolve().parent.parent
+KILL_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class LocalStack:
             self._start(broker_process(c.kafka_port, self.logs))
             self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port,
                                            c.state_dir / "clickhouse", self.logs))
-            create_topics(c.bootstrap, c.partitions, {**os.environ, **c.child_env()})
+            self._create_topics()
             subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()},
                            cwd=ROOT, check=True, timeout=120)
             self._start(self._python(
@@ -137,9 +138,35 @@ class LocalStack:
     def _start_worker(self, name: str, args: list[str], ready_line: str,
                       extra_env: dict[str, str] | None = None) -> ManagedProcess:
         """A consumer is ready once its log says it has joined its group; it runs at the workers' niceness."""
-        proc = self._python(name, args, lambda: ready_line in proc.tail(200), extra_env, ready_timeout=90,
-                            niceness=self.config.worker_niceness)
+        proc = self._python(name, args, lambda: ready_line in proc.output_since_start(), extra_env,
+                            ready_timeout=90, niceness=self.config.worker_niceness)
         return self._start(proc)
+
+    def _create_topics(self) -> None:
+        create_topics(self.config.bootstrap, self.config.partitions, {**os.environ, **self.config.child_env()})
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a part's whole process group and wait until it is gone: SIGKILL is a crash, SIGTERM a
+        clean stop (anything still running after the stop timeout is killed)."""
+        proc = self.processes[name]
+        proc.signal(sig)
+        try:
+            proc.proc.wait(KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("event=kill_timeout name=%s signal=%s", name, sig)
+        proc.stop()
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Start a part again with the configuration it had (SIGKILLing it first if it still runs) and wait
+        until it is ready. The broker keeps topics in memory only, so they are created again after it:
+        the other parts then resume on their own."""
+        proc = self.processes[name]
+        if proc.alive():
+            self.kill(name)
+        proc.start()
+        if name == "broker":
+            self._create_topics()
+        return proc
 
     def stop(self) -> None:
         for proc in reversed(list(self.processes.values())):
