@@ -7,7 +7,8 @@ The producer is idempotent with acks=all, so an answered await means the record 
 partition leader and its in-sync replicas. While every broker is unreachable, `send` fails at once
 instead of waiting out the delivery timeout, so the gateway can answer 503 quickly. A broker that lost
 its state (a restarted in-memory broker forgets producer ids) never accepts an idempotent producer's
-records again, so a timed-out record makes the producer start over with a fresh client.
+records again, so a timed-out record or a fatal client error makes the producer start over with a fresh
+client.
 """
 import asyncio
 import logging
@@ -53,6 +54,9 @@ class AsyncProducer:
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_down = True
+        if err.fatal():
+            # An idempotent producer that lost its sequence with the broker never produces again.
+            self._renew = True
         log.warning("event=kafka_error code=%s reason=%r", err.name(), err.str())
 
     def _poll_loop(self) -> None:
@@ -71,7 +75,7 @@ class AsyncProducer:
         self._renew, self._renewed_at = False, time.monotonic()
         self._retired.append(self._producer)
         self._producer = Producer(self._config)
-        log.warning("event=producer_renewed reason=delivery_timed_out")
+        log.warning("event=producer_renewed")
 
     def _poll_retired(self) -> None:
         for old in list(self._retired):
@@ -96,6 +100,8 @@ class AsyncProducer:
         try:
             self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
         except (BufferError, KafkaException) as err:
+            if isinstance(err, KafkaException) and err.args[0].fatal():
+                self._renew = True
             raise BrokerUnavailable(f"the producer refused the record: {err}") from err
         try:
             err = await asyncio.wait_for(done, self._report_deadline_s)
