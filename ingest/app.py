@@ -4,6 +4,7 @@ import threading
 from contextlib import asynccontextmanager
 
 import orjson
+from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import schema_registry
+from ingest import analytics_api, schema_registry
 from ingest.config import IngestConfig
 from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
 from schemas.producer import AsyncProducer, BrokerUnavailable
@@ -43,12 +44,18 @@ class _Stores(threading.local):
     """ClickHouse clients are not thread-safe; each threadpool thread keeps its own (it reconnects by itself
     after a lost connection)."""
 
+    client: Client | None = None
     store: MailStore | None = None
 
     def get(self) -> MailStore:
         if self.store is None:
-            self.store = MailStore(connect())
+            self.store = MailStore(self.get_client())
         return self.store
+
+    def get_client(self) -> Client:
+        if self.client is None:
+            self.client = connect()
+        return self.client
 
 
 def create_app(config: IngestConfig | None = None) -> FastAPI:
@@ -66,6 +73,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="Mercury", version="1.0", lifespan=lifespan)
     app.include_router(schema_registry.router)
+    app.include_router(analytics_api.router(stores.get_client))
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> Response:
@@ -115,6 +123,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
                 "mail": f"{API}/mails/<mail_id>",
                 "events": f"{API}/mails/<mail_id>/events/",
                 "event": f"{API}/mails/<mail_id>/events/<event_id>",
+                "analytics": f"{API}/analytics/",
                 "schema_registry": "/schema-registry/subjects",
             },
         })

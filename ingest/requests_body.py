@@ -60,19 +60,20 @@ def _send_at(data: dict) -> int:
         return 0
     value = data["send_at"]
     if isinstance(value, str):
-        return _timestamp_ms(value)
+        return timestamp_ms("send_at", value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise InvalidMail("send_at", f"must be {_SEND_AT_FORMS}")
 
 
-def _timestamp_ms(value: str) -> int:
+def timestamp_ms(field: str, value: str) -> int:
+    """An RFC 3339 timestamp with a timezone as ms since the epoch; raises InvalidMail naming `field`."""
     try:
         moment = datetime.fromisoformat(value.upper())
     except ValueError as err:
-        raise InvalidMail("send_at", f"{value!r} is not a valid RFC 3339 timestamp ({err})") from err
+        raise InvalidMail(field, f"{value!r} is not a valid RFC 3339 timestamp ({err})") from err
     if moment.utcoffset() is None:
-        raise InvalidMail("send_at", f"{value!r} has no timezone (add 'Z' or an offset like '+02:00')")
+        raise InvalidMail(field, f"{value!r} has no timezone (add 'Z' or an offset like '+02:00')")
     return (moment - _EPOCH) // _MS
 
 
