@@ -386,7 +386,7 @@ def parse_time(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dispatcher.dead_letters",
+    parser = argparse.ArgumentParser(prog="mercury dead",
                                      description="List dead-lettered mails, or replay them into the pipeline.")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="one line per letter in topic order, then the total")

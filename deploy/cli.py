@@ -1,0 +1,110 @@
+"""`mercury`: the operator's command line. `trace` and `report` read the gateway's analytics API, `dead`
+lists and replays dead letters straight from Kafka (`python -m dispatcher.dead_letters`).
+
+The API is found at MERCURY_API_URL, else on 127.0.0.1 at MERCURY_INGEST_PORT (8080): what `make run` starts.
+"""
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+
+import orjson
+import requests
+
+from dispatcher import dead_letters
+
+TIMEOUT_S = 30
+
+
+def api_url() -> str:
+    return os.environ.get("MERCURY_API_URL", f"http://127.0.0.1:{os.environ.get('MERCURY_INGEST_PORT', '8080')}")
+
+
+def _get(api: str, path: str, **params: object) -> dict:
+    """One analytics answer; raises SystemExit with the gateway's own reason when it refuses."""
+    try:
+        response = requests.get(f"{api}/api/v1.0/analytics/{path}", params=params, timeout=TIMEOUT_S)
+    except requests.RequestException as err:
+        raise SystemExit(f"error: the API at {api} did not answer: {err}") from err
+    if response.status_code != 200:
+        raise SystemExit(f"error: {response.status_code} {response.json().get('error', response.text)}")
+    return response.json()
+
+
+def _time(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _detail(event: dict) -> str:
+    """What an event adds to its name: outcome, cause, status, message id or reason."""
+    parts = [f"{key}={event[key]}" for key in ("outcome", "cause", "status", "message_id") if event.get(key)]
+    try:
+        blob = orjson.loads(event.get("blob") or "{}")
+    except orjson.JSONDecodeError:
+        blob = {}
+    for key in ("reason", "detail", "level", "latency_ms"):
+        if isinstance(blob, dict) and blob.get(key) not in (None, ""):
+            parts.append(f"{key}={blob[key]}")
+    return " ".join(parts)
+
+
+def trace(args: argparse.Namespace) -> int:
+    found = _get(args.api, f"mails/{args.mail_id}/trace")
+    accepted = found["accepted_at"]
+    print(f"mail {args.mail_id}: {found['status']}; accepted {_time(accepted)}; finished {_time(found['finished_at'])}"
+          f"; providers tried: {', '.join(found['providers_tried']) or 'none'}")
+    for event in found["events"]:
+        offset = f"+{event['created_at'] - accepted}ms" if accepted is not None else ""
+        print(f"  {_time(event['created_at'])} {offset:>10} {event['event']:<16} {event['provider'] or '-':<10} "
+              f"{event['created_by']:<14} {_detail(event)}".rstrip())
+    return 0
+
+
+def _quantiles(stats: dict) -> str:
+    if not stats["count"]:
+        return "no mails"
+    return (f"count={stats['count']} p50={stats['p50_ms']:.0f}ms p95={stats['p95_ms']:.0f}ms "
+            f"p99={stats['p99_ms']:.0f}ms max={stats['max_ms']:.0f}ms")
+
+
+def report(args: argparse.Namespace) -> int:
+    window = {"since": args.since} if args.since else {}
+    providers = _get(args.api, "providers", **window)
+    print(f"since {_time(providers['since'])}")
+    print(f"{'provider':<12}{'attempts':>9}{'sent':>8}{'failed':>8}{'success':>9}  latency")
+    for row in providers["providers"]:
+        rate = "-" if row["success_rate"] is None else f"{100 * row['success_rate']:.1f}%"
+        print(f"{row['provider']:<12}{row['attempts']:>9}{row['sent']:>8}{row['failed']:>8}{rate:>9}  "
+              f"{_quantiles(row['latency_ms'])}")
+    print(f"queue time:    {_quantiles(_get(args.api, 'queue-time', **window)['queue_time'])}")
+    print(f"delivery time: {_quantiles(_get(args.api, 'delivery-time', **window)['delivery_time'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mercury", description="Look into Mercury: a mail's life, the providers, "
+                                                                 "dead letters.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    tracing = commands.add_parser("trace", help="a mail's timeline: every event, provider, timing and reason")
+    tracing.add_argument("mail_id")
+    reporting = commands.add_parser("report", help="provider success and latency, queue and delivery time")
+    reporting.add_argument("--since", help="window start: ms since the epoch or RFC 3339 with a timezone "
+                                           "(default: one hour ago)")
+    for command in (tracing, reporting):
+        command.add_argument("--api", default=api_url(), help="the gateway's base URL (default: %(default)s)")
+    commands.add_parser("dead", help="list or replay dead letters (see `mercury dead --help`)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dead"]:
+        return dead_letters.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    return trace(args) if args.command == "trace" else report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
