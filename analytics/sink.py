@@ -6,7 +6,7 @@ de-duplicate what lands twice. Records that cannot become rows are logged with t
 committed with the batch, so one poison record never stalls the stream.
 
 Configuration (environment): KAFKA_BOOTSTRAP, MERCURY_SINK_GROUP, MERCURY_SINK_BATCH_SIZE,
-MERCURY_SINK_BATCH_SECONDS, and the CLICKHOUSE_* variables of analytics.connection.
+MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_METRICS_PORT, and the CLICKHOUSE_* variables of analytics.connection.
 """
 import logging
 import os
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from analytics import metrics
 from analytics.batch import Batch
 from analytics.connection import connect
 from analytics.logfmt import configure_logging
@@ -37,6 +38,7 @@ class SinkConfig:
     batch_size: int = 5000
     batch_seconds: float = 0.5
     session_timeout_ms: int = 6000
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "SinkConfig":
@@ -48,6 +50,7 @@ class SinkConfig:
             batch_seconds=float(env.get("MERCURY_SINK_BATCH_SECONDS", defaults.batch_seconds)),
             session_timeout_ms=int(float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", defaults.session_timeout_ms / 1000))
                                    * 1000),
+            metrics_port=int(port) if (port := env.get("MERCURY_SINK_METRICS_PORT")) else None,
         )
 
 
@@ -122,10 +125,12 @@ class Sink:
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         self._records += 1
+        metrics.CONSUMED.labels(topic).inc()
         try:
             table, row = to_row(topic, partition, offset, message.value())
         except UnusableRecord as err:
             self._skipped += 1
+            metrics.SKIPPED.labels(topic).inc()
             log.warning("record_skipped", extra={
                 "topic": topic, "partition": partition, "offset": offset, "reason": str(err),
             })
@@ -139,6 +144,7 @@ class Sink:
             log.warning("batch_abandoned", extra={"records": records})
             self._batch.clear()
             return
+        metrics.BATCH_SIZE.observe(records)
         self._commit(records)
         self._batch.clear()
 
@@ -200,6 +206,7 @@ def main() -> int:
         "bootstrap": config.bootstrap, "group": config.group,
         "batch_size": config.batch_size, "batch_seconds": config.batch_seconds,
     })
+    metrics.serve(config.metrics_port)
     client = connect()
     consumer = Consumer(consumer_config(config))
     try:

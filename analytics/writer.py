@@ -10,6 +10,7 @@ import time
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 
+from analytics.metrics import INSERT_FAILURES, INSERT_LATENCY, INSERTED
 from analytics.rows import COLUMNS, Row
 
 log = logging.getLogger("mercury.analytics.writer")
@@ -54,6 +55,7 @@ class Writer:
             try:
                 self._client.execute(statement, rows, types_check=False)
             except RETRYABLE as err:
+                INSERT_FAILURES.labels(table).inc()
                 # Never dropped, never silent: after a few attempts the outage is an error an operator sees.
                 (log.error if attempt >= ESCALATE_AFTER else log.warning)("insert_failed", extra={
                     "table": table, "rows": len(rows), "attempt": attempt, "error": describe(err),
@@ -64,6 +66,8 @@ class Writer:
                 delay = min(delay * 2, self._max_delay_s)
                 attempt += 1
                 continue
+            INSERT_LATENCY.labels(table).observe(time.perf_counter() - started)
+            INSERTED.labels(table).inc(len(rows))
             if attempt > 1:
                 log.info("insert_recovered", extra={"table": table, "rows": len(rows), "attempts": attempt})
             log.debug("inserted", extra={

@@ -36,6 +36,8 @@ class StackConfig:
     partitions: int = 4
     worker_niceness: int = 5
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Prometheus port per worker process name ("dispatcher-<n>", "sink"); see with_free_metrics_ports.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
@@ -52,14 +54,24 @@ class StackConfig:
             dispatchers=int(env.get("MERCURY_DISPATCHERS", "2")),
             partitions=int(env.get("MERCURY_PARTITIONS", "4")),
             worker_niceness=int(env.get("MERCURY_WORKER_NICENESS", "5")),
-        )
+        ).with_free_metrics_ports()
 
     @classmethod
     def on_free_ports(cls, state_dir: Path, **overrides: object) -> "StackConfig":
         ports = {name: free_port() for name in (
             "kafka_port", "clickhouse_port", "clickhouse_http_port", "ingest_port",
             "mailgun_port", "sendgrid_port", "sandbox_control_port")}
-        return replace(cls(state_dir=state_dir), **ports, **overrides)
+        return replace(cls(state_dir=state_dir), **ports, **overrides).with_free_metrics_ports()
+
+    def with_free_metrics_ports(self) -> "StackConfig":
+        """A free port per dispatcher and for the sink: the workers share one host, so no fixed port fits."""
+        names = [f"dispatcher-{n}" for n in range(self.dispatchers)] + ["sink"]
+        return replace(self, metrics_ports={name: free_port() for name in names})
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each process serves Prometheus metrics; the gateway serves them itself."""
+        workers = {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.metrics_ports.items()}
+        return {"ingest": f"{self.api_url}/metrics", **workers}
 
     @property
     def bootstrap(self) -> str:
@@ -129,11 +141,15 @@ class LocalStack:
         return self
 
     def start_dispatcher(self, n: int) -> ManagedProcess:
-        return self._start_worker(f"dispatcher-{n}", ["-m", "dispatcher"], "Ready",
-                                  {"MERCURY_WORKER_ID": f"dispatcher-{n}"})
+        name = f"dispatcher-{n}"
+        return self._start_worker(name, ["-m", "dispatcher"], "Ready", {
+            "MERCURY_WORKER_ID": name,
+            "MERCURY_DISPATCHER_METRICS_PORT": str(self.config.metrics_ports[name]),
+        })
 
     def start_sink(self) -> ManagedProcess:
-        return self._start_worker("sink", ["-m", "analytics.sink"], "event=sink_assigned")
+        return self._start_worker("sink", ["-m", "analytics.sink"], "event=sink_assigned",
+                                  {"MERCURY_SINK_METRICS_PORT": str(self.config.metrics_ports["sink"])})
 
     def _start_worker(self, name: str, args: list[str], ready_line: str,
                       extra_env: dict[str, str] | None = None) -> ManagedProcess:
@@ -188,10 +204,13 @@ def main() -> None:
     except StartupError as err:
         log.error("event=stack_failed error=%s", err)
         sys.exit(1)
+    metrics = "\n".join(f"    {name + ':':14}{url}" for name, url in config.metrics_urls().items())
     print(f"""
 Mercury is running. Logs: {stack.logs}
   API:      {config.api_url}/api/v1.0/
   Sandbox:  {config.sandbox_url}/sandbox/mailgun/messages
+  Metrics (Prometheus):
+{metrics}
 Send a mail:
   curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Content-Type: application/json' \\
        -d '{{"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "Hello", "content": "Hi Bob"}}'

@@ -20,6 +20,7 @@ class DispatcherConfig:
     session_timeout_s: float
     rate_limits: dict[str, float]
     ledger_retention_s: float
+    metrics_port: int | None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "DispatcherConfig":
@@ -43,4 +44,5 @@ class DispatcherConfig:
             session_timeout_s=float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", "6")),
             rate_limits=parse_rates(env.get("MERCURY_RATE_LIMITS", "")),
             ledger_retention_s=float(env.get("MERCURY_LEDGER_RETENTION_H", "168")) * 3600,
+            metrics_port=int(port) if (port := env.get("MERCURY_DISPATCHER_METRICS_PORT")) else None,
         )

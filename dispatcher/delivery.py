@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import Job, Source, job_from_record
+from dispatcher import metrics
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
 from dispatcher.publishing import Output
 from dispatcher.ratelimit import RateLimits
@@ -185,14 +186,18 @@ class Dispatcher:
         budget_ms = int((sum(service.timeout) + 1) * 1000)
         await self._ledger.record(job.mail.id, SENDING, provider, until=now_ms() + budget_ms)
         try:
-            result = await self._send(service, job.mail)
+            with metrics.SEND_LATENCY.labels(provider).time():
+                result = await self._send(service, job.mail)
         except ProviderError as err:
+            metrics.SENDS.labels(provider, str(err.outcome)).inc()
             await self._ledger.record(job.mail.id, FAILED, provider)
             return None, err
         except Exception as bug:
             log.exception("event=adapter_error provider=%s mail=%s", provider, job.mail.id)
+            metrics.SENDS.labels(provider, str(Outcome.TRANSIENT)).inc()
             await self._ledger.record(job.mail.id, FAILED, provider)
             return None, TransientError(provider, f"adapter error: {bug!r}", cause=FailureCause.PROVIDER)
+        metrics.SENDS.labels(provider, str(Outcome.ACCEPTED)).inc()
         await self._ledger.record(job.mail.id, SENT, provider, result.message_id)
         return result, None
 
@@ -222,6 +227,7 @@ class Dispatcher:
             return self._dead_job(job, DeadReason.EXHAUSTED, f"gave up after {len(self._delays)} retry levels: {last_error}")
         due_at = now_ms() + int(self._delays[level] * 1000)
         topic = topics.retry_topic(level)
+        metrics.RETRIES.labels(str(level)).inc()
         return [
             Output(topic, job.mail.id, job.retry_record(level, due_at, last_error)),
             self._event(job.mail.id, EventType.RETRY_SCHEDULED, level=level, due_at=due_at,
@@ -253,6 +259,7 @@ class Dispatcher:
             "dead_at": dead_at or now_ms(),
         })
         outputs = [Output(topics.DEAD, mail_id, letter)]
+        metrics.DEAD_LETTERS.labels(str(reason)).inc()
         if rejected:
             outputs.append(self._event(mail_id, EventType.REJECTED, reason=detail, topic=source.topic,
                                        partition=source.partition, offset=source.offset))
@@ -261,6 +268,7 @@ class Dispatcher:
 
     def _duplicate(self, mail_id: str, provider: str, reason: str, **detail: object) -> Output:
         log.info("event=duplicate_skipped mail=%s reason=%r", mail_id, reason)
+        metrics.DUPLICATES.inc()
         return self._event(mail_id, EventType.DUPLICATE, provider=provider or None, reason=reason, **detail)
 
     def _failure_event(self, job: Job, err: ProviderError) -> Output:

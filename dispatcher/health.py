@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, replace
 from collections.abc import Awaitable, Callable
 
+from dispatcher.metrics import BREAKER_STATE, BREAKER_VALUES
 from dispatcher.publishing import Output
 from providers.errors import AmbiguousError, ProviderError, ProviderFailure, ThrottledError, TransientError
 from schemas import codec, topics
@@ -63,6 +64,8 @@ class FleetHealth:
         self._changed = {name: asyncio.Event() for name in providers}
         self._heartbeats: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
+        for name in providers:
+            BREAKER_STATE.labels(name).set(BREAKER_VALUES[CLOSED])
 
     def states(self) -> dict[str, str]:
         return {name: s.state for name, s in self._states.items()}
@@ -136,6 +139,7 @@ class FleetHealth:
         self._states[provider] = new
         if state != current.state:
             self._failures[provider] = 0
+            BREAKER_STATE.labels(provider).set(BREAKER_VALUES[state])
             log.warning("event=provider_health provider=%s state=%s from=%s by=%s lag_ms=%d reason=%r", provider,
                         state, current.state, record["worker"], now_ms() - record["changed_at"], record["reason"])
         self._changed[provider].set()

@@ -1,25 +1,41 @@
 """Serve the gateway: `python -m ingest`."""
 import logging
+import os
+import shutil
+import tempfile
 
 import uvicorn
 
-from ingest.config import IngestConfig
+from ingest.config import MULTIPROC_ENV, IngestConfig
+
+log = logging.getLogger("mercury.ingest")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     config = IngestConfig.from_env()
-    uvicorn.run(
-        "ingest.app:create_app",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-    )
+    # Set before any worker imports prometheus_client: each worker then writes its metrics under it, and
+    # a fresh directory per start keeps a previous run's counters out of this one's.
+    given = os.environ.get(MULTIPROC_ENV)
+    metrics_dir = given or tempfile.mkdtemp(prefix="mercury-ingest-metrics-")
+    os.makedirs(metrics_dir, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    log.info("event=ingest_metrics_dir path=%s", metrics_dir)
+    try:
+        uvicorn.run(
+            "ingest.app:create_app",
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+        )
+    finally:
+        if not given:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import analytics_api, schema_registry
+from ingest import analytics_api, metrics, schema_registry
 from ingest.config import IngestConfig
 from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
 from schemas.producer import AsyncProducer, BrokerUnavailable
@@ -72,6 +72,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         log.info("event=ingest_stopped")
 
     app = FastAPI(title="Mercury", version="1.0", lifespan=lifespan)
+    app.add_middleware(metrics.RequestMetrics)
     app.include_router(schema_registry.router)
     app.include_router(analytics_api.router(stores.get_client))
 
@@ -112,7 +113,9 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             await producer.send(topics.EVENTS, mail_id, encode_event(event))
         except BrokerUnavailable as exc:
             log.error("event=rejected_event_unrecorded mail=%s error=%s", mail_id, exc)
-        return _error(_status_for(err), str(err), field=err.field, mail_id=mail_id)
+        status = _status_for(err)
+        metrics.MAILS_REJECTED.labels(str(status)).inc()
+        return _error(status, str(err), field=err.field, mail_id=mail_id)
 
     @app.get(f"{API}/")
     def index() -> Response:
@@ -140,6 +143,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         except BrokerUnavailable as err:
             # The mail is queued and will be delivered; only its acceptance record is missing.
             log.error("event=accepted_event_unrecorded mail=%s error=%s", mail.id, err)
+        metrics.MAILS_ACCEPTED.inc()
         return _accepted(mail)
 
     async def recorded_digest(key: str, mail_id: str) -> str | None:
@@ -188,6 +192,11 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         if key is None:
             return await accept(producer, mail)
         return await accept_once(producer, key, mail, body, rejection_id)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.get(f"{API}/mails/")
     def list_mails(page: int = 1, per_page: int = 50) -> Response:

@@ -2,6 +2,9 @@
 import os
 from dataclasses import dataclass
 
+# Where the gateway's worker processes keep their Prometheus metrics (prometheus-client multiprocess mode).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 @dataclass(frozen=True)
 class IngestConfig:

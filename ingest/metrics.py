@@ -1,0 +1,59 @@
+"""The gateway's Prometheus metrics, shared by its uvicorn worker processes.
+
+uvicorn runs several workers, each with its own counters; prometheus-client's multiprocess mode keeps
+them in files under PROMETHEUS_MULTIPROC_DIR (set by `python -m ingest` before any worker starts), and
+`/metrics` on any worker adds up every worker's files, so a scrape sees the whole gateway.
+"""
+import os
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest.config import MULTIPROC_ENV
+
+REQUESTS = Counter("mercury_ingest_requests_total", "HTTP requests answered, by route and status.",
+                   ["endpoint", "status"])
+LATENCY = Histogram("mercury_ingest_request_seconds", "Time to answer an HTTP request, by route.", ["endpoint"])
+MAILS_ACCEPTED = Counter("mercury_ingest_mails_accepted_total",
+                         "Mails answered 202 after the broker acknowledged them (idempotent replays not counted).")
+MAILS_REJECTED = Counter("mercury_ingest_mails_rejected_total", "Mails refused at validation, by HTTP status.",
+                         ["status"])
+
+
+def render() -> tuple[bytes, str]:
+    """Every worker's metrics when the gateway runs in multiprocess mode, else this process's own."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class RequestMetrics:
+    """ASGI middleware counting each answer under its route template, so mail ids never become labels."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def remember_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, remember_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            REQUESTS.labels(endpoint, str(status)).inc()
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
