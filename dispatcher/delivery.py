@@ -11,9 +11,9 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from dispatcher import metrics
 from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import Job, Source, job_from_record
-from dispatcher import metrics
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
 from dispatcher.publishing import Output
 from dispatcher.ratelimit import RateLimits

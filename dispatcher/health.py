@@ -12,8 +12,8 @@ publishes a heartbeat so the fleet's size is known (rate limits are shared out a
 """
 import asyncio
 import logging
-from dataclasses import dataclass, replace
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from dispatcher.metrics import BREAKER_STATE, BREAKER_VALUES
 from dispatcher.publishing import Output
@@ -119,7 +119,9 @@ class FleetHealth:
 
     def apply(self, key: str, value: bytes) -> None:
         """Apply one record read back from the health topic; every worker runs the same rules in log order."""
-        _, record = codec.decode(value)
+        self._apply_record(codec.decode(value)[1])
+
+    def _apply_record(self, record: dict) -> None:
         state = record["state"]
         if state == ALIVE:
             self._heartbeats[record["worker"]] = record["changed_at"]
@@ -205,8 +207,7 @@ class FleetHealth:
         current = self._states[provider]
         record = self._record(provider, state, opened_at=current.opened_at if opened_at is None else opened_at,
                               reason=reason)
-        value = codec.encode(SCHEMA, record)
-        self.apply(provider, value)
+        self._apply_record(record)
         self._spawn(self._send(record, key=provider))
 
     async def _send(self, record: dict, key: str) -> None:
