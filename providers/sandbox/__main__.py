@@ -57,7 +57,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         for host in hosts:
             await host.start()
-        await control.open()
+        # Logged before the control port opens: nothing can change a fault (and log it) ahead of this line.
         logs.event(
             "sandbox.started",
             pid=os.getpid(),
@@ -65,6 +65,7 @@ async def serve(args: argparse.Namespace) -> None:
             control_port=args.control_port,
             providers={host.name: host.port for host in hosts},
         )
+        await control.open()
         await stopping.wait()
         logs.event("sandbox.stopping")
     finally:
