@@ -13,9 +13,11 @@ none. created_at (DateTime) is derived from created_at_ms on insert, for partiti
 kafka_partition and kafka_offset say where a row was read. Events are keyed by mail id, so one mail's
 events share a partition and their offsets order events recorded within the same millisecond.
 """
+from analytics.migrations import Server
 
 
-def forwards(database: str) -> list[str]:
+def forwards(server: Server) -> list[str]:
+    database = server.database
     return [
         f"""
         CREATE TABLE IF NOT EXISTS {database}.mails

@@ -30,6 +30,16 @@ def ch_env(clickhouse: dict[str, str]) -> dict[str, str]:
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client | CurrentClickHouse]:
     """A client on this test's database, migrated: on the 18.16 server, or, in modules marked
     current_clickhouse.both_versions, once on each version."""
+    yield from _migrated(request, tmp_path, up_to=None)
+
+
+@pytest.fixture
+def first_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client | CurrentClickHouse]:
+    """Like `client`, with only the first migration applied: a database as the first release left it."""
+    yield from _migrated(request, tmp_path, up_to=1)
+
+
+def _migrated(request: pytest.FixtureRequest, tmp_path: Path, up_to: int | None) -> Iterator[Client | CurrentClickHouse]:
     admin = None
     if getattr(request, "param", REAL) == CURRENT:
         client = CurrentClickHouse(str(tmp_path / "chdb"), database="mercury")
@@ -38,7 +48,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client | 
     else:
         client = connect(request.getfixturevalue("ch_env"))
     try:
-        migrate(client, admin)
+        migrate(client, admin, up_to=up_to)
         yield client
     finally:
         # chdb holds one data directory per process at a time: the next test's opens once this closes.

@@ -3,7 +3,7 @@ from clickhouse_driver import Client
 
 from analytics import migrations
 from analytics.connection import connect
-from analytics.migrate import migrate
+from analytics.migrate import migrate, server_state
 from analytics.rows import COLUMNS
 
 
@@ -36,7 +36,7 @@ def test_migrate_creates_the_database_and_applies_everything_once(ch_env: dict[s
 def test_every_statement_is_idempotent(client: Client) -> None:
     database = client.connection.database
     for migration in migrations.load():
-        for statement in migration.forwards(database):
+        for statement in migration.forwards(server_state(client, database)):
             client.execute(statement)
 
 
