@@ -20,6 +20,12 @@ MAILS_ACCEPTED = Counter("mercury_ingest_mails_accepted_total",
                          "Mails answered 202 after the broker acknowledged them (idempotent replays not counted).")
 MAILS_REJECTED = Counter("mercury_ingest_mails_rejected_total", "Mails refused at validation, by HTTP status.",
                          ["status"])
+WEBHOOKS = Counter("mercury_ingest_webhooks_total",
+                   "Provider webhook requests by provider and result (published, unauthorized, invalid, "
+                   "unconfigured, unavailable).", ["provider", "result"])
+FEEDBACK_PUBLISHED = Counter("mercury_ingest_feedback_events_total",
+                             "Provider events published to mail.feedback, by provider and event.",
+                             ["provider", "event"])
 
 
 def render() -> tuple[bytes, str]:

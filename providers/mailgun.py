@@ -5,6 +5,7 @@ import requests
 
 from providers.base import MailService
 from providers.errors import ProviderConfigError
+from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
 
 FormFields = list[tuple[str, tuple[None, str]]]
@@ -47,7 +48,7 @@ class Mailgun(MailService):
         except (ValueError, KeyError, TypeError):
             return ""
         # The id is the Message-Id header, angle brackets included; events and webhooks report it bare.
-        return str(message_id).strip("<>")
+        return normalise_message_id(str(message_id))
 
     def error_detail(self, response: requests.Response) -> str:
         # Most errors are JSON {"message": ...}, but a bad key gets a bare text "Forbidden".

@@ -4,6 +4,7 @@ from typing import Any
 import requests
 
 from providers.base import MailService
+from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
 
 
@@ -33,8 +34,9 @@ class SendGrid(MailService):
         return self.post(self.url, json=message, headers=self.headers)
 
     def response_details(self, response: requests.Response) -> str:
-        # Success is 202 with an empty body: the only trace of the message is the X-Message-Id header.
-        return response.headers.get("X-Message-Id", "")
+        # Success is 202 with an empty body: the only trace of the message is the X-Message-Id header,
+        # which webhooks report as the start of `sg_message_id`.
+        return normalise_message_id(response.headers.get("X-Message-Id", ""))
 
     def error_detail(self, response: requests.Response) -> str:
         # Errors are {"errors": [{"message": ..., "field": ...}, ...]}, one entry per problem found.

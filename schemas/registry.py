@@ -37,6 +37,7 @@ _IDS = {
     6: ("mercury.LedgerEntry", "mail.ledger-value", ""),
     7: ("mercury.MailRequest", "mail.requests-value", ""),
     8: ("mercury.RetryRecord", "mail.retry-value", ""),
+    9: ("mercury.ProviderEvent", "mail.feedback-value", ""),
 }
 
 

@@ -2,6 +2,7 @@
 
 Scheduled mails hop through a fixed set of delay topics (each in due-time order, like the ladder) until
 their time comes; the health and ledger topics are compacted: only the latest record per key matters.
+Provider webhooks land on the feedback topic, keyed by the provider's message id.
 """
 import os
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ EVENTS = "mail.events"
 DEAD = "mail.dead"
 HEALTH = "mail.health"
 LEDGER = "mail.ledger"
+FEEDBACK = "mail.feedback"
 RETRY_PREFIX = "mail.retry."
 SCHEDULE_PREFIX = "mail.schedule."
 SCHEDULE_DELAYS: tuple[int, ...] = (1, 5, 30, 300, 3600)
@@ -54,4 +56,4 @@ def schedule_topics() -> list[str]:
 
 def all_topics(env: Mapping[str, str] = os.environ) -> list[str]:
     """Every topic, with as many retry levels as the environment's ladder has."""
-    return [REQUESTS, EVENTS, DEAD, HEALTH, LEDGER, *retry_topics(env), *schedule_topics()]
+    return [REQUESTS, EVENTS, DEAD, HEALTH, LEDGER, FEEDBACK, *retry_topics(env), *schedule_topics()]

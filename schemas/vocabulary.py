@@ -24,6 +24,24 @@ TERMINAL_EVENTS: frozenset[EventType] = frozenset(
 )
 
 
+class FeedbackEvent(StrEnum):
+    """What a provider reported about a message after accepting it (its webhooks), whatever its own spelling."""
+
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Bounce(StrEnum):
+    """A bounce the provider gave up on (hard) or one it may still retry or that a later send may pass (soft)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+
 class Outcome(StrEnum):
     """How one send attempt ended (the outcome classes of DESIGN.md)."""
 

@@ -1,7 +1,8 @@
 """`python -m providers.sandbox`: every emulated provider on its own port, plus the control port.
 
 Settings come from argv, else from SANDBOX_* environment variables, else the defaults that
-providers.config points at. Stops cleanly on SIGTERM or SIGINT.
+providers.config points at. A provider given a webhook URL (and its signing secret) posts signed event
+webhooks there for every message it accepts. Stops cleanly on SIGTERM or SIGINT.
 """
 import argparse
 import asyncio
@@ -17,9 +18,13 @@ from providers.sandbox.emulator import Emulator
 from providers.sandbox.host import ProviderHost
 from providers.sandbox.listener import Listener
 from providers.sandbox.mailgun import MailgunEmulator
+from providers.sandbox.mailgun_webhooks import MailgunWebhooks
 from providers.sandbox.sendgrid import SendGridEmulator
+from providers.sandbox.sendgrid_webhooks import SendGridWebhooks
+from providers.sandbox.webhooks import WebhookEmitter, WebhookFormat
 
 EMULATORS: dict[str, type[Emulator]] = {cls.name: cls for cls in (MailgunEmulator, SendGridEmulator)}
+WEBHOOK_FORMATS = {"mailgun": MailgunWebhooks, "sendgrid": SendGridWebhooks}
 CONTROL_PORT = 8029
 
 
@@ -38,10 +43,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep", type=int, default=env.get("SANDBOX_KEEP", "100000"), help="messages kept per provider"
     )
+    for name, fmt in WEBHOOK_FORMATS.items():
+        parser.add_argument(f"--{name}-webhook-url", default=env.get(f"SANDBOX_WEBHOOK_URL_{name.upper()}", ""),
+                            help=f"where {name} posts its event webhooks (none: no webhooks)")
+        secret_env = f"SANDBOX_{name.upper()}_WEBHOOK_{fmt.secret_name.upper().replace('-', '_')}"
+        parser.add_argument(f"--{name}-webhook-{fmt.secret_name}", default=env.get(secret_env, ""),
+                            help=f"what {name} signs its webhooks with (better given as {secret_env})")
+    parser.add_argument("--webhook-delay-ms", type=float, default=env.get("SANDBOX_WEBHOOK_DELAY_MS", "200"),
+                        help="time from acceptance to a message's first webhook")
     args = parser.parse_args(argv)
     if args.keep < 0:
         parser.error("--keep must be 0 or more")
+    if args.webhook_delay_ms < 0:
+        parser.error("--webhook-delay-ms must be 0 or more")
+    try:
+        args.webhook_formats = webhook_formats(args)
+    except ValueError as err:
+        parser.error(str(err))
     return args
+
+
+def webhook_formats(args: argparse.Namespace) -> dict[str, WebhookFormat]:
+    """The signing webhook format of every provider given a webhook URL; ValueError for a missing or bad secret."""
+    formats: dict[str, WebhookFormat] = {}
+    for name, fmt in WEBHOOK_FORMATS.items():
+        if not getattr(args, f"{name}_webhook_url"):
+            continue
+        secret = getattr(args, f"{name}_webhook_{fmt.secret_name.replace('-', '_')}")
+        if not secret:
+            raise ValueError(f"--{name}-webhook-url needs --{name}-webhook-{fmt.secret_name}")
+        formats[name] = fmt(secret)
+    return formats
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -49,12 +81,20 @@ async def serve(args: argparse.Namespace) -> None:
         ProviderHost(cls(args.api_key, args.keep), args.host, getattr(args, f"{name}_port"))
         for name, cls in EMULATORS.items()
     ]
+    emitters = [
+        WebhookEmitter(name, getattr(args, f"{name}_webhook_url"), fmt, args.webhook_delay_ms / 1000)
+        for name, fmt in args.webhook_formats.items()
+    ]
+    for emitter in emitters:
+        next(host for host in hosts if host.name == emitter.provider).emulator.webhooks = emitter
     control = Listener(control_app(hosts), args.host, args.control_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
+        for emitter in emitters:
+            emitter.start()
         for host in hosts:
             await host.start()
         # Logged before the control port opens: nothing can change a fault (and log it) ahead of this line.
@@ -70,6 +110,7 @@ async def serve(args: argparse.Namespace) -> None:
         logs.event("sandbox.stopping")
     finally:
         await asyncio.gather(control.close(), *(host.stop() for host in hosts))
+        await asyncio.gather(*(emitter.stop() for emitter in emitters))
     logs.event("sandbox.stopped")
 
 

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from providers.sandbox.faults import Faults
 from providers.sandbox.mailbox import Mailbox, Received
+from providers.sandbox.webhooks import WebhookEmitter
 
 # How long the timeout fault holds an answer if the client never gives up.
 HOLD_LIMIT_S = 120.0
@@ -58,6 +59,8 @@ class Emulator(ABC):
         self.api_key = api_key
         self.faults = Faults()
         self.mailbox = Mailbox(keep)
+        # Set when webhooks are configured: every accepted message is handed to it, never awaited.
+        self.webhooks: WebhookEmitter | None = None
         self._release = asyncio.Event()
 
     def routes(self) -> list[BaseRoute]:
@@ -87,6 +90,8 @@ class Emulator(ABC):
             return self.error_response(400, list(err.problems))
         message_id = self.new_message_id(request)
         self.mailbox.add(message_id, mail)
+        if self.webhooks is not None:
+            self.webhooks.submit(message_id, mail)
         return self.accepted(message_id)
 
     def injected_error(self, faults: Faults) -> Response:

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, for startup, shutdown and fault changes (never per request)."""
+"""Structured logs: one JSON object per line, for startup, shutdown, fault changes and webhook deliveries
+(never per send request)."""
 import json
 import logging
 import sys
