@@ -1,6 +1,6 @@
 """The shared vocabulary as the SQL sees it: query parameters, so no query spells an event name itself,
 and the one definition of the order of a mail's events."""
-from schemas.vocabulary import TERMINAL_EVENTS, EventType, FailureCause, Outcome
+from schemas.vocabulary import TERMINAL_EVENTS, Bounce, EventType, FailureCause, FeedbackEvent, Outcome
 
 SQL_PARAMS: dict[str, object] = {
     # A tuple renders as (...) for IN.
@@ -8,6 +8,8 @@ SQL_PARAMS: dict[str, object] = {
     **{f"event_{event.value}": event.value for event in EventType},
     **{f"outcome_{outcome.value}": outcome.value for outcome in Outcome},
     **{f"cause_{cause.value}": cause.value for cause in FailureCause},
+    **{f"feedback_{event.value}": event.value for event in FeedbackEvent},
+    **{f"bounce_{bounce.value}": bounce.value for bounce in Bounce},
 }
 
 # The order of one mail's events, for ORDER BY and argMax over (id, event, created_at_ms, kafka_offset).

@@ -1,14 +1,19 @@
 """The operators' questions, as SQL (all of it here) with thin Python wrappers returning plain dicts.
 
-Every query reads with FINAL, so a re-delivered row never counts twice. Values from the shared
+Every query reads with FINAL, so a re-delivered row never counts twice, and filters with PREWHERE: after
+FINAL, a WHERE runs only once every row of the parts read has been merged, while PREWHERE drops rows
+before (copies of a row are identical, so filtering first never separates them). Values from the shared
 vocabulary and from callers are query parameters, never formatted into the SQL. A mail counts as
 accepted from its `mails` row or from an `accepted` event, whichever came first, so mails from outside
 producers that never passed the gateway are counted too.
 
+Every question over time takes a window [since_ms, until_ms). Tables are partitioned by day, and each
+window also bounds created_at (the partition column), so a question reads only the days it covers.
+
 Quantiles are exact (quantilesExact: the value at rank floor(level * n) of the sorted durations, no
 interpolation). quantileTiming would clamp at 30 s, and quantilesTDigest answers differently on 18.16
 and on current ClickHouse; exact quantiles cost memory in proportion to the rows in the window, so
-callers over a long history pass since_ms.
+callers over a long history pass a window.
 """
 import math
 
@@ -19,15 +24,25 @@ from analytics.store import QUEUED, MailStore
 from schemas import events
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
 
-# Every mail's milestones: its events, and its mails row standing in for an `accepted` event. (The
-# mails branch renames id in a subquery: an alias named like a column replaces that column everywhere.)
-_MILESTONES = """
+# Rows in the window; the created_at bounds let the server skip whole days (partitions) outside it.
+_IN_WINDOW = """
+    created_at >= toDateTime(%(since_s)s) AND created_at < toDateTime(%(until_s)s)
+    AND created_at_ms >= %(since_ms)s AND created_at_ms < %(until_ms)s
+"""
+# Rows from the window's start on, without end: what happened later to mails accepted in the window.
+_FROM_START = "created_at >= toDateTime(%(since_s)s) AND created_at_ms >= %(since_ms)s"
+
+# The milestones of mails accepted in the window: their events, and their mails row standing in for an
+# `accepted` event. (The mails branch renames id in a subquery: an alias named like a column replaces
+# that column everywhere.) No event of such a mail precedes its acceptance, hence the events' bound.
+_MILESTONES = f"""
     SELECT mail, '' AS id, %(event_accepted)s AS event, created_at_ms, toUInt64(0) AS kafka_offset,
            '' AS provider, 0 AS is_event
-    FROM (SELECT id AS mail, created_at_ms FROM mails FINAL)
+    FROM (SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {_IN_WINDOW})
     UNION ALL
     SELECT mail, id, event, created_at_ms, kafka_offset, provider, 1 AS is_event
     FROM events FINAL
+    PREWHERE {_FROM_START}
 """
 
 _DURATION_STATS = f"""
@@ -42,7 +57,7 @@ _DURATION_STATS = f"""
         FROM ({_MILESTONES})
         GROUP BY mail
     )
-    WHERE accepted_marks > 0 AND target_marks > 0 AND accepted_ms >= %(since_ms)s
+    WHERE accepted_marks > 0 AND target_marks > 0 AND accepted_ms >= %(since_ms)s AND accepted_ms < %(until_ms)s
 """
 
 _UNFINISHED = f"""
@@ -61,12 +76,12 @@ _UNFINISHED = f"""
         FROM ({_MILESTONES})
         GROUP BY mail
     )
-    WHERE accepted_marks > 0 AND terminal_events = 0 AND accepted_ms <= %(cutoff_ms)s
+    WHERE accepted_marks > 0 AND terminal_events = 0 AND accepted_ms >= %(since_ms)s AND accepted_ms <= %(cutoff_ms)s
     ORDER BY accepted_ms, mail
     LIMIT %(limit)s
 """
 
-_PROVIDER_STATS = """
+_PROVIDER_STATS = f"""
     SELECT
         provider,
         countIf(event = %(event_dispatched)s) AS attempts,
@@ -77,25 +92,26 @@ _PROVIDER_STATS = """
         avgIf(latency_ms, event = %(event_sent)s) AS latency_avg,
         quantilesExactIf(0.5, 0.95, 0.99)(latency_ms, event = %(event_sent)s) AS latency_quantiles
     FROM events FINAL
-    WHERE provider != '' AND created_at_ms >= %(since_ms)s
+    PREWHERE provider != '' AND {_IN_WINDOW}
     GROUP BY provider
     ORDER BY provider
 """
 
-_PROVIDER_TIMELINE = """
+_PROVIDER_TIMELINE = f"""
     SELECT
         intDiv(created_at_ms, %(bucket_ms)s) * %(bucket_ms)s AS bucket_start_ms,
         provider,
         countIf(event = %(event_dispatched)s) AS attempts,
         countIf(event = %(event_sent)s) AS sent,
-        countIf(event = %(event_attempt_failed)s) AS failed
+        countIf(event = %(event_attempt_failed)s) AS failed,
+        quantilesExactIf(0.5, 0.95)(latency_ms, event = %(event_sent)s) AS latency_quantiles
     FROM events FINAL
-    WHERE provider != '' AND created_at_ms >= %(since_ms)s
+    PREWHERE provider != '' AND {_IN_WINDOW}
     GROUP BY bucket_start_ms, provider
     ORDER BY bucket_start_ms, provider
 """
 
-_FAILURE_CAUSES = """
+_FAILURE_CAUSES = f"""
     SELECT
         provider,
         countIf(outcome = %(outcome_transient)s AND cause = %(cause_network)s) AS network,
@@ -106,7 +122,7 @@ _FAILURE_CAUSES = """
         countIf(outcome = %(outcome_ambiguous)s) AS ambiguous,
         count() AS total
     FROM events FINAL
-    WHERE event = %(event_attempt_failed)s AND created_at_ms >= %(since_ms)s
+    PREWHERE event = %(event_attempt_failed)s AND {_IN_WINDOW}
     GROUP BY provider
     ORDER BY provider
 """
@@ -114,9 +130,64 @@ _FAILURE_CAUSES = """
 _TRACE_EVENTS = f"""
     SELECT id, event, created_at_ms, created_by, provider, outcome, cause, status, message_id, latency_ms, blob
     FROM events FINAL
-    WHERE mail = %(mail)s
+    PREWHERE mail = %(mail)s
     ORDER BY {EVENT_SEQUENCE}
 """
+
+_TRACE_FEEDBACK = """
+    SELECT provider, event, bounce, recipient, reason, url, created_at_ms, message_id
+    FROM provider_feedback FINAL
+    PREWHERE message_id IN %(message_ids)s
+    ORDER BY created_at_ms, provider_event_id
+"""
+
+_FEEDBACK_COUNTS = f"""
+    SELECT
+        provider,
+        countIf(event = %(feedback_delivered)s) AS delivered,
+        countIf(event = %(feedback_bounced)s AND bounce = %(bounce_hard)s) AS hard_bounces,
+        countIf(event = %(feedback_bounced)s AND bounce != %(bounce_hard)s) AS soft_bounces,
+        countIf(event = %(feedback_complained)s) AS complained,
+        countIf(event = %(feedback_opened)s) AS opened,
+        countIf(event = %(feedback_clicked)s) AS clicked,
+        countIf(event = %(feedback_unsubscribed)s) AS unsubscribed
+    FROM provider_feedback FINAL
+    PREWHERE {_IN_WINDOW}
+    GROUP BY provider
+    ORDER BY provider
+"""
+
+# The breaker states of mercury.ProviderHealth; `throttled` records are 429 windows, not breaker states.
+_CLOSED = "closed"
+_BREAKER_STATES = (_CLOSED, "open", "half_open")
+_THROTTLED = "throttled"
+
+_BREAKERS_NOW = """
+    SELECT
+        provider,
+        argMaxIf(state, (created_at_ms, kafka_offset), state IN %(breaker_states)s),
+        maxIf(created_at_ms, state IN %(breaker_states)s),
+        argMaxIf(worker, (created_at_ms, kafka_offset), state IN %(breaker_states)s),
+        argMaxIf(reason, (created_at_ms, kafka_offset), state IN %(breaker_states)s),
+        maxIf(throttled_until_ms, state = %(throttled)s)
+    FROM provider_health FINAL
+    GROUP BY provider
+    ORDER BY provider
+"""
+
+_BREAKER_CHANGES = f"""
+    SELECT provider, state, created_at_ms, worker, reason, opened_at_ms, probe_owner, throttled_until_ms
+    FROM provider_health FINAL
+    PREWHERE {_IN_WINDOW}
+    ORDER BY created_at_ms, kafka_offset
+    LIMIT %(limit)s
+"""
+
+_BREAKER_FIELDS = ("provider", "state", "changed_at", "worker", "reason", "opened_at", "probe_owner", "throttled_until")
+_FEEDBACK_FIELDS = ("provider", "event", "bounce", "recipient", "reason", "url", "created_at", "message_id")
+_FEEDBACK_COUNT_FIELDS = (
+    "provider", "delivered", "hard_bounces", "soft_bounces", "complained", "opened", "clicked", "unsubscribed",
+)
 
 _TRACE_FIELDS = (
     "id", "event", "created_at", "created_by", "provider", "outcome", "cause", "status", "message_id",
@@ -126,11 +197,14 @@ _TRACE_FIELDS = (
 _OPTIONAL_TEXT = ("provider", "outcome", "cause", "status", "message_id")
 _CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_failure", "ambiguous")
 _TERMINAL = {event.value for event in TERMINAL_EVENTS}
+# The last millisecond a DateTime column can hold.
+_LAST_MS = 2**32 * 1000 - 1
 
 
 def mail_trace(client: Client, mail_id: str) -> dict | None:
     """A mail's whole life: when it entered, whether it was rejected, the providers tried, why attempts
-    failed, where it is now. None when nothing is known about the id."""
+    failed, where it is now, and what the providers reported afterwards (joined by their message ids).
+    None when nothing is known about the id."""
     mail = MailStore(client).get_mail(mail_id)
     events = [_trace_event(row) for row in client.execute(_TRACE_EVENTS, params(mail=mail_id))]
     if mail is None and not events:
@@ -143,6 +217,9 @@ def mail_trace(client: Client, mail_id: str) -> dict | None:
         if event["event"] == EventType.DISPATCHED and event["provider"] not in providers_tried:
             providers_tried.append(event["provider"])
     finished = [e["created_at"] for e in events if e["event"] in _TERMINAL]
+    message_ids = tuple(sorted({e["message_id"] for e in events if e["message_id"]}))
+    feedback = [dict(zip(_FEEDBACK_FIELDS, row)) for row in client.execute(
+        _TRACE_FEEDBACK, {"message_ids": message_ids})] if message_ids else []
     return {
         "mail": mail,
         "accepted_at": min(accepted) if accepted else None,
@@ -155,6 +232,7 @@ def mail_trace(client: Client, mail_id: str) -> dict | None:
         "status": events[-1]["event"] if events else QUEUED,
         "finished_at": finished[0] if finished else None,
         "events": events,
+        "feedback": feedback,
     }
 
 
@@ -165,11 +243,15 @@ def _trace_event(row: tuple) -> dict:
     return event
 
 
-def unfinished_mails(client: Client, older_than_s: float, now_ms: int | None = None, limit: int = 1000) -> list[dict]:
-    """Mails accepted at least older_than_s ago with no terminal event yet, oldest first, each with its
-    last event (None when no event followed acceptance) and the last provider it was dispatched to."""
+def unfinished_mails(
+    client: Client, older_than_s: float, now_ms: int | None = None, limit: int = 1000, since_ms: int | None = None,
+) -> list[dict]:
+    """Mails accepted since since_ms and at least older_than_s ago with no terminal event yet, oldest first,
+    each with its last event (None when no event followed acceptance) and the last provider it was
+    dispatched to."""
     now_ms = events.now_ms() if now_ms is None else now_ms
-    rows = client.execute(_UNFINISHED, params(cutoff_ms=max(0, now_ms - int(older_than_s * 1000)), limit=limit))
+    cutoff_ms = max(0, now_ms - int(older_than_s * 1000))
+    rows = client.execute(_UNFINISHED, _window(since_ms, cutoff_ms + 1, cutoff_ms=cutoff_ms, limit=limit))
     return [
         {
             "mail": mail, "accepted_at": accepted_ms, "last_event": last_event or None,
@@ -180,20 +262,20 @@ def unfinished_mails(client: Client, older_than_s: float, now_ms: int | None = N
     ]
 
 
-def queue_time_stats(client: Client, since_ms: int | None = None) -> dict:
-    """Accepted → first dispatched, over mails accepted since since_ms: count, max/avg/p50/p95/p99 ms."""
-    return _duration_stats(client, EventType.DISPATCHED, since_ms)
+def queue_time_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> dict:
+    """Accepted → first dispatched, over mails accepted in the window: count, max/avg/p50/p95/p99 ms."""
+    return _duration_stats(client, EventType.DISPATCHED, since_ms, until_ms)
 
 
-def delivery_time_stats(client: Client, since_ms: int | None = None) -> dict:
-    """Accepted → sent, over mails accepted since since_ms: count, max/avg/p50/p95/p99 ms."""
-    return _duration_stats(client, EventType.SENT, since_ms)
+def delivery_time_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> dict:
+    """Accepted → sent, over mails accepted in the window: count, max/avg/p50/p95/p99 ms."""
+    return _duration_stats(client, EventType.SENT, since_ms, until_ms)
 
 
-def provider_stats(client: Client, since_ms: int | None = None) -> list[dict]:
-    """Per provider since since_ms: attempts (dispatched), sent, failed (attempt_failed), their rates over
+def provider_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> list[dict]:
+    """Per provider in the window: attempts (dispatched), sent, failed (attempt_failed), their rates over
     attempts, and the latency of sent attempts as the provider adapters measured it."""
-    rows = client.execute(_PROVIDER_STATS, params(since_ms=since_ms or 0))
+    rows = client.execute(_PROVIDER_STATS, _window(since_ms, until_ms))
     return [
         {
             "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
@@ -204,25 +286,29 @@ def provider_stats(client: Client, since_ms: int | None = None) -> list[dict]:
     ]
 
 
-def provider_timeline(client: Client, bucket_s: int = 60, since_ms: int | None = None) -> list[dict]:
-    """Attempts, sent and failed per provider per time bucket (start in ms), for rates over time."""
+def provider_timeline(
+    client: Client, bucket_s: int = 60, since_ms: int | None = None, until_ms: int | None = None,
+) -> list[dict]:
+    """Attempts, sent and failed per provider per time bucket (start in ms), with their rates and the p50/p95
+    latency of the bucket's sends, for charts."""
     if bucket_s < 1:
         raise ValueError(f"bucket_s must be at least 1, got {bucket_s}")
-    rows = client.execute(_PROVIDER_TIMELINE, params(bucket_ms=int(bucket_s) * 1000, since_ms=since_ms or 0))
-    return [
-        {
+    rows = client.execute(_PROVIDER_TIMELINE, _window(since_ms, until_ms, bucket_ms=int(bucket_s) * 1000))
+    result = []
+    for bucket, provider, attempts, sent, failed, (p50, p95) in rows:
+        result.append({
             "bucket_start": bucket, "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
             "success_rate": _ratio(sent, attempts), "failure_rate": _ratio(failed, attempts),
-        }
-        for bucket, provider, attempts, sent, failed in rows
-    ]
+            "latency_p50_ms": _number(p50) if sent else None, "latency_p95_ms": _number(p95) if sent else None,
+        })
+    return result
 
 
-def failure_causes(client: Client, since_ms: int | None = None) -> list[dict]:
+def failure_causes(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> list[dict]:
     """Failed attempts per provider by cause: network, provider outage, rate limit (the transient
     causes), message permanent, provider failure (auth, account, quota), ambiguous; `other` counts
     failures that fit none of them (a transient attempt without a known cause)."""
-    rows = client.execute(_FAILURE_CAUSES, params(since_ms=since_ms or 0))
+    rows = client.execute(_FAILURE_CAUSES, _window(since_ms, until_ms))
     result = []
     for provider, *counts, total in rows:
         causes = dict(zip(_CAUSES, counts))
@@ -230,9 +316,44 @@ def failure_causes(client: Client, since_ms: int | None = None) -> list[dict]:
     return result
 
 
-def _duration_stats(client: Client, target: EventType, since_ms: int | None) -> dict:
-    (row,) = client.execute(_DURATION_STATS, params(target=target.value, since_ms=since_ms or 0))
+def breakers(client: Client, since_ms: int | None = None, until_ms: int | None = None, limit: int = 10_000) -> dict:
+    """Each provider's breaker as last recorded (with a 429 window still to come) and every change in the
+    window, oldest first: opens, probe claims (half_open, naming the worker), closes, throttle windows."""
+    now_ms = events.now_ms()
+    current = client.execute(_BREAKERS_NOW, params(breaker_states=_BREAKER_STATES, throttled=_THROTTLED))
+    providers = [
+        {
+            # A provider only ever throttled has no breaker record: its breaker never left `closed`.
+            "provider": provider, "state": state or _CLOSED, "changed_at": changed_at or None,
+            "worker": worker or None, "reason": reason or None,
+            "throttled_until": throttled_until if throttled_until > now_ms else None,
+        }
+        for provider, state, changed_at, worker, reason, throttled_until in current
+    ]
+    changes = [dict(zip(_BREAKER_FIELDS, row)) for row in client.execute(
+        _BREAKER_CHANGES, _window(since_ms, until_ms, limit=limit))]
+    return {"providers": providers, "changes": changes}
+
+
+def provider_feedback(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> list[dict]:
+    """What providers reported in the window, per provider: delivered, hard and soft bounces, complaints,
+    opens, clicks, unsubscribes (from their webhooks)."""
+    rows = client.execute(_FEEDBACK_COUNTS, _window(since_ms, until_ms))
+    return [dict(zip(_FEEDBACK_COUNT_FIELDS, row)) for row in rows]
+
+
+def _duration_stats(client: Client, target: EventType, since_ms: int | None, until_ms: int | None) -> dict:
+    (row,) = client.execute(_DURATION_STATS, _window(since_ms, until_ms, target=target.value))
     return _stats(*row)
+
+
+def _window(since_ms: int | None, until_ms: int | None, **values: object) -> dict[str, object]:
+    """Query parameters for [since_ms, until_ms): no start means from the beginning, no end means no end."""
+    since = max(0, since_ms or 0)
+    until = min(_LAST_MS, _LAST_MS if until_ms is None else until_ms)
+    # until_s: the first whole second after the window (created_at may be DateTime64, with milliseconds).
+    until_s = min(until // 1000 + 1, _LAST_MS // 1000)
+    return params(since_ms=since, until_ms=until, since_s=since // 1000, until_s=until_s, **values)
 
 
 def _stats(count: int, maximum: float, average: float, quantiles: list[float]) -> dict:

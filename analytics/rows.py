@@ -1,7 +1,8 @@
 """Kafka record → ClickHouse row, one function per table; needs neither Kafka nor ClickHouse to test.
 
 A record that cannot become a row raises UnusableRecord with the reason; the sink logs it with its
-coordinates and moves on, because one bad record must not stall the stream.
+coordinates and moves on, because one bad record must not stall the stream. Some records are not
+history at all (the health topic's read markers and worker heartbeats): they map to no row.
 """
 import logging
 from collections.abc import Callable
@@ -20,6 +21,16 @@ EVENT_COLUMNS = (
     "id", "mail", "event", "created_at_ms", "created_by", "provider", "outcome",
     "cause", "status", "message_id", "latency_ms", "blob", "kafka_partition", "kafka_offset",
 )
+HEALTH_COLUMNS = (
+    "provider", "state", "opened_at_ms", "probe_owner", "probe_until_ms", "throttled_until_ms", "worker", "reason",
+    "created_at_ms", "kafka_partition", "kafka_offset",
+)
+FEEDBACK_COLUMNS = (
+    "id", "provider", "provider_event_id", "message_id", "event", "bounce", "recipient", "reason", "url",
+    "created_at_ms", "received_at_ms", "created_by", "kafka_partition", "kafka_offset",
+)
+# Health records that are liveness, not provider state.
+_HEARTBEAT = "alive"
 
 # DateTime is seconds in a UInt32; created_at (derived from created_at_ms) must fit it.
 _MAX_MS = 2**32 * 1000 - 1
@@ -37,7 +48,7 @@ class Route:
     schema: str
     table: str
     columns: tuple[str, ...]
-    to_row: Callable[[dict, int, int], Row]
+    to_row: Callable[[dict, int, int], Row | None]
 
 
 def mail_row(record: dict, partition: int, offset: int) -> Row:
@@ -57,16 +68,39 @@ def event_row(record: dict, partition: int, offset: int) -> Row:
     )
 
 
+def health_row(record: dict, partition: int, offset: int) -> Row | None:
+    if record["state"] == _HEARTBEAT:
+        return None
+    return (
+        record["provider"], record["state"], record["opened_at"], record["probe_owner"], record["probe_until"],
+        record["throttled_until"], record["worker"], record["reason"], _timestamp(record, "changed_at"),
+        partition, offset,
+    )
+
+
+def feedback_row(record: dict, partition: int, offset: int) -> Row:
+    return (
+        record["id"], record["provider"], record["provider_event_id"], record["message_id"], record["event"],
+        record["bounce"], record["recipient"], record["reason"], record["url"], _timestamp(record, "occurred_at"),
+        _timestamp(record, "received_at"), record["created_by"], partition, offset,
+    )
+
+
 ROUTES: dict[str, Route] = {
     topics.REQUESTS: Route("mercury.MailRequest", "mails", MAIL_COLUMNS, mail_row),
     topics.EVENTS: Route("mercury.MailEvent", "events", EVENT_COLUMNS, event_row),
+    topics.HEALTH: Route("mercury.ProviderHealth", "provider_health", HEALTH_COLUMNS, health_row),
+    topics.FEEDBACK: Route("mercury.ProviderEvent", "provider_feedback", FEEDBACK_COLUMNS, feedback_row),
 }
 COLUMNS: dict[str, tuple[str, ...]] = {route.table: route.columns for route in ROUTES.values()}
 
 
-def to_row(topic: str, partition: int, offset: int, payload: bytes | None) -> tuple[str, Row]:
-    """(table, row) for the record read at topic/partition/offset; raises UnusableRecord saying why not."""
+def to_row(topic: str, partition: int, offset: int, payload: bytes | None) -> tuple[str, Row | None]:
+    """(table, row) for the record read at topic/partition/offset, row None for a record that is not history;
+    raises UnusableRecord saying why a record cannot be used."""
     route = ROUTES[topic]
+    if topic == topics.HEALTH and not payload:
+        return route.table, None  # a worker's read marker
     try:
         schema, record = codec.decode(payload)
     except codec.DecodeError as err:
@@ -76,11 +110,11 @@ def to_row(topic: str, partition: int, offset: int, payload: bytes | None) -> tu
     return route.table, route.to_row(record, partition, offset)
 
 
-def _timestamp(record: dict) -> int:
-    created_at = record["created_at"]
-    if not 0 <= created_at <= _MAX_MS:
-        raise UnusableRecord(f"created_at {created_at} ms is outside the storable range")
-    return created_at
+def _timestamp(record: dict, field: str = "created_at") -> int:
+    value = record[field]
+    if not 0 <= value <= _MAX_MS:
+        raise UnusableRecord(f"{field} {value} ms is outside the storable range")
+    return value
 
 
 def _blob_detail(record: dict) -> dict:

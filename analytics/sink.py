@@ -1,4 +1,5 @@
-"""The analytics sink: mail.requests and mail.events → ClickHouse; `python -m analytics.sink`.
+"""The analytics sink: mail.requests, mail.events, mail.health and mail.feedback → ClickHouse;
+`python -m analytics.sink`.
 
 Reads a batch (closed by size or by age), inserts it, and only then commits exactly that batch's
 offsets, synchronously. A crash anywhere before the commit means the batch is read again; the tables
@@ -6,7 +7,8 @@ de-duplicate what lands twice. Records that cannot become rows are logged with t
 committed with the batch, so one poison record never stalls the stream.
 
 Configuration (environment): KAFKA_BOOTSTRAP, MERCURY_SINK_GROUP, MERCURY_SINK_BATCH_SIZE,
-MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_METRICS_PORT, and the CLICKHOUSE_* variables of analytics.connection.
+MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_METRICS_PORT, MERCURY_RETENTION_DAYS (the sink drops days past it, hourly),
+and the CLICKHOUSE_* variables of analytics.connection.
 """
 import logging
 import os
@@ -21,8 +23,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from analytics import metrics
 from analytics.batch import Batch
-from analytics.connection import connect
+from analytics.connection import connect, database_name
 from analytics.logfmt import configure_logging
+from analytics.retention import DailyRetention, retention_days
 from analytics.rows import ROUTES, UnusableRecord, to_row
 from analytics.writer import Writer
 
@@ -85,11 +88,13 @@ def _on_client_error(error: KafkaError) -> None:
 class Sink:
     """The consume → insert → commit loop. Runs in one thread until stop is set."""
 
-    def __init__(self, consumer: Consumer, writer: Writer, batch: Batch, stop: threading.Event) -> None:
+    def __init__(self, consumer: Consumer, writer: Writer, batch: Batch, stop: threading.Event,
+                 retention: DailyRetention | None = None) -> None:
         self._consumer = consumer
         self._writer = writer
         self._batch = batch
         self._stop = stop
+        self._retention = retention
         self._subscribed_at = 0.0
         self._assigned_once = False
         self._records = 0
@@ -111,6 +116,8 @@ class Sink:
             if self._batch.ready():
                 self._flush()
             self._report_progress()
+            if self._retention is not None:
+                self._retention.tick()
         if len(self._batch):
             # Stopping: one last attempt; if it fails the batch stays uncommitted and is read again.
             self._flush()
@@ -136,6 +143,10 @@ class Sink:
             })
             self._batch.add(topic, partition, offset)
             return
+        if row is None:  # not history (a read marker, a heartbeat): committed with the batch, nothing stored
+            metrics.IGNORED.labels(topic).inc()
+            self._batch.add(topic, partition, offset)
+            return
         self._batch.add(topic, partition, offset, table, row)
 
     def _flush(self) -> None:
@@ -147,6 +158,7 @@ class Sink:
         metrics.BATCH_SIZE.observe(records)
         self._commit(records)
         self._batch.clear()
+        self._measure_lag()
 
     def _commit(self, records: int) -> None:
         offsets = [TopicPartition(topic, part, offset) for (topic, part), offset in self._batch.offsets().items()]
@@ -162,6 +174,18 @@ class Sink:
                     "topic": tp.topic, "partition": tp.partition, "offset": tp.offset, "error": tp.error.str(),
                 })
         log.debug("batch_committed", extra={"records": records, "partitions": len(offsets)})
+
+    def _measure_lag(self) -> None:
+        """Per topic: the broker's end of each assigned partition (as last fetched) minus the sink's position."""
+        lag: dict[str, int] = {}
+        for tp in self._consumer.position(self._consumer.assignment()):
+            if tp.offset < 0:
+                continue
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - tp.offset)
+        for topic, records in lag.items():
+            metrics.LAG.labels(topic).set(records)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         fields = {"partitions": _names(partitions)}
@@ -195,6 +219,7 @@ def main() -> int:
     # The driver logs each failed connect with a traceback; the writer already logs every failure.
     logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     config = SinkConfig.from_env()
+    days = retention_days()
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -210,7 +235,8 @@ def main() -> int:
     client = connect()
     consumer = Consumer(consumer_config(config))
     try:
-        Sink(consumer, Writer(client, stop), Batch(config.batch_size, config.batch_seconds), stop).run()
+        retention = DailyRetention(client, database_name(), days)
+        Sink(consumer, Writer(client, stop), Batch(config.batch_size, config.batch_seconds), stop, retention).run()
     except Exception:
         # Nothing uncommitted is lost: the records are read again by the next sink of the group.
         log.exception("sink_failed")

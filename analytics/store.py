@@ -1,7 +1,8 @@
 """Reads behind the REST API: mails and their events as plain dicts, created_at in int milliseconds.
 
 Every read de-duplicates (FINAL), because the sink delivers at least once and ReplacingMergeTree
-collapses copies only when parts merge.
+collapses copies only when parts merge; lookups filter with PREWHERE, before FINAL merges (see
+analytics.questions).
 """
 import orjson
 from clickhouse_driver import Client
@@ -25,34 +26,34 @@ _COUNT_MAILS = "SELECT count() FROM mails FINAL"
 _GET_MAIL = """
     SELECT id, sender, recipients, subject, content, origin, created_at_ms
     FROM mails FINAL
-    WHERE id = %(mail)s
+    PREWHERE id = %(mail)s
 """
 
 _LATEST_EVENTS = f"""
     SELECT mail, argMax(event, ({EVENT_SEQUENCE}))
     FROM events FINAL
-    WHERE mail IN %(mails)s
+    PREWHERE mail IN %(mails)s
     GROUP BY mail
 """
 
 _MAIL_EVENTS = f"""
     SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
     FROM events FINAL
-    WHERE mail = %(mail)s
+    PREWHERE mail = %(mail)s
     ORDER BY {EVENT_SEQUENCE}
 """
 
 _ACCEPTED_BLOB = """
     SELECT blob
     FROM events FINAL
-    WHERE mail = %(mail)s AND event = %(event_accepted)s
+    PREWHERE mail = %(mail)s AND event = %(event_accepted)s
     LIMIT 1
 """
 
 _GET_EVENT = """
     SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
     FROM events FINAL
-    WHERE mail = %(mail)s AND id = %(event)s
+    PREWHERE mail = %(mail)s AND id = %(event)s
 """
 
 

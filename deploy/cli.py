@@ -1,5 +1,6 @@
 """`mercury`: the operator's command line. `trace` and `report` read the gateway's analytics API, `dead`
-lists and replays dead letters straight from Kafka (`python -m dispatcher.dead_letters`).
+lists and replays dead letters straight from Kafka (`python -m dispatcher.dead_letters`), showing its
+progress on stderr as it reads and replays.
 
 The API is found at MERCURY_API_URL, else on 127.0.0.1 at MERCURY_INGEST_PORT (8080): what `make run` starts.
 """
@@ -12,6 +13,7 @@ import orjson
 import requests
 
 from dispatcher import dead_letters
+from dispatcher.dead_letters import one_line
 
 TIMEOUT_S = 30
 
@@ -59,6 +61,11 @@ def trace(args: argparse.Namespace) -> int:
         offset = f"+{event['created_at'] - accepted}ms" if accepted is not None else ""
         print(f"  {_time(event['created_at'])} {offset:>10} {event['event']:<16} {event['provider'] or '-':<10} "
               f"{event['created_by']:<14} {_detail(event)}".rstrip())
+    for report in found["feedback"]:
+        offset = f"+{report['created_at'] - accepted}ms" if accepted is not None else ""
+        extra = " ".join(f"{key}={report[key]}" for key in ("bounce", "reason", "url") if report[key])
+        print(f"  {_time(report['created_at'])} {offset:>10} {report['event']:<16} {report['provider']:<10} "
+              f"{'webhook':<14} recipient={report['recipient']} {extra}".rstrip())
     return 0
 
 
@@ -70,9 +77,9 @@ def _quantiles(stats: dict) -> str:
 
 
 def report(args: argparse.Namespace) -> int:
-    window = {"since": args.since} if args.since else {}
+    window = {key: value for key, value in (("since", args.since), ("until", args.until)) if value}
     providers = _get(args.api, "providers", **window)
-    print(f"since {_time(providers['since'])}")
+    print(f"from {_time(providers['since'])} to {_time(providers['until'])}")
     print(f"{'provider':<12}{'attempts':>9}{'sent':>8}{'failed':>8}{'success':>9}  latency")
     for row in providers["providers"]:
         rate = "-" if row["success_rate"] is None else f"{100 * row['success_rate']:.1f}%"
@@ -80,6 +87,16 @@ def report(args: argparse.Namespace) -> int:
               f"{_quantiles(row['latency_ms'])}")
     print(f"queue time:    {_quantiles(_get(args.api, 'queue-time', **window)['queue_time'])}")
     print(f"delivery time: {_quantiles(_get(args.api, 'delivery-time', **window)['delivery_time'])}")
+    breakers = _get(args.api, "breakers", **window)["breakers"]
+    for state in breakers["providers"]:
+        throttled = f"; throttled until {_time(state['throttled_until'])}" if state["throttled_until"] else ""
+        print(f"breaker {state['provider']}: {state['state']} since {_time(state['changed_at'])}{throttled}")
+    for change in breakers["changes"]:
+        print(f"  {_time(change['changed_at'])} {change['provider']:<10} {change['state']:<10} by {change['worker']} "
+              f"{one_line(change['reason'])}".rstrip())
+    for row in _get(args.api, "feedback", **window)["feedback"]:
+        counts = " ".join(f"{key}={value}" for key, value in row.items() if key != "provider")
+        print(f"feedback {row['provider']}: {counts}")
     return 0
 
 
@@ -92,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     reporting = commands.add_parser("report", help="provider success and latency, queue and delivery time")
     reporting.add_argument("--since", help="window start: ms since the epoch or RFC 3339 with a timezone "
                                            "(default: one hour ago)")
+    reporting.add_argument("--until", help="window end, like --since (default: now)")
     for command in (tracing, reporting):
         command.add_argument("--api", default=api_url(), help="the gateway's base URL (default: %(default)s)")
     commands.add_parser("dead", help="list or replay dead letters (see `mercury dead --help`)", add_help=False)

@@ -1,7 +1,7 @@
 """The operators' questions over HTTP: every answer is one ClickHouse query from `analytics.questions`.
 
-Windows start at `since` (ms since the epoch, or an RFC 3339 timestamp with a timezone) and default to the
-last hour, so an answer stays cheap however long the history grows.
+Windows run from `since` to `until` (each ms since the epoch, or an RFC 3339 timestamp with a timezone);
+`since` defaults to an hour ago and `until` to now, so an answer stays cheap however long the history grows.
 """
 from collections.abc import Callable
 
@@ -17,74 +17,105 @@ from schemas.validation import InvalidMail
 
 PREFIX = "/api/v1.0/analytics"
 DEFAULT_WINDOW_S = 3600
+UNFINISHED_WINDOW_S = 86_400
 SINCE = Query(None, description="window start: ms since the epoch or an RFC 3339 timestamp with a timezone; "
                                 "default one hour ago")
+UNTIL = Query(None, description="window end (excluded), like `since`; default now")
 
 
 def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _since_ms(since: str | None) -> int:
-    if since is None:
-        return now_ms() - DEFAULT_WINDOW_S * 1000
-    return int(since) if since.isdigit() else timestamp_ms("since", since)
+def _moment_ms(field: str, value: str | None, default_ms: int) -> int:
+    if value is None:
+        return default_ms
+    return int(value) if value.isdigit() else timestamp_ms(field, value)
 
 
 def router(client: Callable[[], Client]) -> APIRouter:
     """`client` gives the calling thread its own ClickHouse client (clients are not thread-safe)."""
     api = APIRouter(prefix=PREFIX, tags=["analytics"])
 
-    def windowed(answer: Callable[[int], object], since: str | None, key: str) -> Response:
+    def windowed(answer: Callable[[int, int], object], since: str | None, until: str | None, key: str,
+                 window_s: int = DEFAULT_WINDOW_S) -> Response:
+        now = now_ms()
         try:
-            start = _since_ms(since)
+            start = _moment_ms("since", since, now - window_s * 1000)
+            end = _moment_ms("until", until, now)
         except InvalidMail as err:
             return _json({"error": str(err), "field": err.field}, 422)
-        return _json({"since": start, key: answer(start)})
+        if end <= start:
+            return _json({"error": f"until ({end}) must be after since ({start})", "field": "until"}, 422)
+        return _json({"since": start, "until": end, key: answer(start, end)})
 
     @api.get("/")
     def index() -> Response:
+        window = "since=&until="
         return _json({name: f"{PREFIX}/{path}" for name, path in (
-            ("providers", "providers?since="), ("provider_timeline", "providers/timeline?since=&bucket_s=60"),
-            ("queue_time", "queue-time?since="), ("delivery_time", "delivery-time?since="),
-            ("failure_causes", "failure-causes?since="), ("unfinished", "unfinished?older_than_s=600"),
-            ("trace", "mails/<mail_id>/trace"))})
+            ("providers", f"providers?{window}"), ("provider_timeline", f"providers/timeline?{window}&bucket_s=60"),
+            ("queue_time", f"queue-time?{window}"), ("delivery_time", f"delivery-time?{window}"),
+            ("failure_causes", f"failure-causes?{window}"), ("breakers", f"breakers?{window}"),
+            ("feedback", f"feedback?{window}"), ("unfinished", "unfinished?older_than_s=600&since="),
+            ("lag", "lag"), ("trace", "mails/<mail_id>/trace"))})
 
     @api.get("/providers")
-    def providers(since: str | None = SINCE) -> Response:
+    def providers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Per provider: attempts, sent, failed, success/failure rates, adapter-measured latency quantiles."""
-        return windowed(lambda start: questions.provider_stats(client(), start), since, "providers")
+        return windowed(lambda start, end: questions.provider_stats(client(), start, end), since, until, "providers")
 
     @api.get("/providers/timeline")
-    def provider_timeline(since: str | None = SINCE, bucket_s: int = Query(60, ge=1, le=86_400)) -> Response:
-        """The same counts and rates per provider per time bucket, for charts."""
-        return windowed(lambda start: questions.provider_timeline(client(), bucket_s, start), since, "buckets")
+    def provider_timeline(since: str | None = SINCE, until: str | None = UNTIL,
+                          bucket_s: int = Query(60, ge=1, le=86_400)) -> Response:
+        """The same counts and rates per provider per time bucket, with p50/p95 send latency, for charts."""
+        return windowed(lambda start, end: questions.provider_timeline(client(), bucket_s, start, end),
+                        since, until, "buckets")
 
     @api.get("/queue-time")
-    def queue_time(since: str | None = SINCE) -> Response:
+    def queue_time(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Accepted → first dispatched: count, max, avg, p50, p95, p99 (ms)."""
-        return windowed(lambda start: questions.queue_time_stats(client(), start), since, "queue_time")
+        return windowed(lambda start, end: questions.queue_time_stats(client(), start, end), since, until,
+                        "queue_time")
 
     @api.get("/delivery-time")
-    def delivery_time(since: str | None = SINCE) -> Response:
+    def delivery_time(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Accepted → sent: count, max, avg, p50, p95, p99 (ms)."""
-        return windowed(lambda start: questions.delivery_time_stats(client(), start), since, "delivery_time")
+        return windowed(lambda start, end: questions.delivery_time_stats(client(), start, end), since, until,
+                        "delivery_time")
 
     @api.get("/failure-causes")
-    def failure_causes(since: str | None = SINCE) -> Response:
+    def failure_causes(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Failed attempts per provider: network, provider outage, rate limit, permanent, provider failure,
         ambiguous."""
-        return windowed(lambda start: questions.failure_causes(client(), start), since, "failure_causes")
+        return windowed(lambda start, end: questions.failure_causes(client(), start, end), since, until,
+                        "failure_causes")
+
+    @api.get("/breakers")
+    def breakers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
+        """Each provider's breaker as last recorded, and every change (open, probe, close, throttle) in the window."""
+        return windowed(lambda start, end: questions.breakers(client(), start, end), since, until, "breakers")
+
+    @api.get("/feedback")
+    def feedback(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
+        """What providers reported through their webhooks, per provider: delivered, bounces, complaints, opens,
+        clicks, unsubscribes."""
+        return windowed(lambda start, end: questions.provider_feedback(client(), start, end), since, until,
+                        "feedback")
 
     @api.get("/unfinished")
-    def unfinished(older_than_s: float = Query(600, ge=0), limit: int = Query(100, ge=1, le=1000)) -> Response:
+    def unfinished(older_than_s: float = Query(600, ge=0), limit: int = Query(100, ge=1, le=1000),
+                   since: str | None = Query(None, description="oldest acceptance looked at; default a day ago")
+                   ) -> Response:
         """Mails accepted at least `older_than_s` ago with no terminal event: lost or stuck, with their last event."""
-        mails = questions.unfinished_mails(client(), older_than_s, limit=limit)
-        return _json({"older_than_s": older_than_s, "mails": mails})
+        def answer(start: int, end: int) -> list[dict]:
+            return questions.unfinished_mails(client(), older_than_s, now_ms=end, limit=limit, since_ms=start)
+
+        return windowed(answer, since, None, "mails", UNFINISHED_WINDOW_S)
 
     @api.get("/mails/{mail_id}/trace")
     def trace(mail_id: str) -> Response:
-        """When it entered, whether it was rejected, providers tried, why attempts failed, where it is now."""
+        """When it entered, whether it was rejected, providers tried, why attempts failed, where it is now, and
+        what the provider reported afterwards."""
         found = questions.mail_trace(client(), mail_id)
         if found is None:
             return _json({"error": f"mail {mail_id} not found"}, 404)

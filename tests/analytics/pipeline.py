@@ -15,7 +15,7 @@ from schemas import codec, topics
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
-SINK_TOPICS = (topics.REQUESTS, topics.EVENTS)
+SINK_TOPICS = (topics.REQUESTS, topics.EVENTS, topics.HEALTH, topics.FEEDBACK)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:

@@ -8,7 +8,7 @@ import pytest
 from clickhouse_driver import Client
 
 from analytics import questions
-from analytics.rows import event_row, mail_row
+from analytics.rows import FEEDBACK_COLUMNS, HEALTH_COLUMNS, event_row, mail_row
 from analytics.writer import Writer
 from current_clickhouse import both_versions
 from pipeline import Records
@@ -73,11 +73,11 @@ class History:
                 times[e["mail"]] = min(times.get(e["mail"], e["created_at"]), e["created_at"])
         return times
 
-    def durations(self, target: str, since_ms: int = 0) -> list[int]:
+    def durations(self, target: str, since_ms: int = 0, until_ms: int = 2**63) -> list[int]:
         result = []
         for mail, accepted in self.accepted_at().items():
             reached = [e["created_at"] for e in self.of(mail) if e["event"] == target]
-            if reached and accepted >= since_ms:
+            if reached and since_ms <= accepted < until_ms:
                 result.append(min(reached) - accepted)
         return result
 
@@ -228,3 +228,102 @@ def test_mail_trace_of_a_rejected_and_an_unknown_mail(client: Client, history: H
     assert trace["rejected"] and trace["mail"] is None and trace["status"] == "rejected"
     assert trace["finished_at"] == rejected["created_at"] and trace["accepted_at"] is None
     assert questions.mail_trace(client, "no-such-mail") is None
+
+
+def test_windows_have_an_end(client: Client, history: History) -> None:
+    since, until = T0 + 30_000, T0 + 90_000
+    assert_stats(questions.queue_time_stats(client, since, until), history.durations("dispatched", since, until))
+    assert_stats(questions.delivery_time_stats(client, since, until), history.durations("sent", since, until))
+    in_window = [e for e in history.events if since <= e["created_at"] < until]
+    attempts = Counter(e["provider"] for e in in_window if e["event"] == "dispatched")
+    assert {row["provider"]: row["attempts"] for row in questions.provider_stats(client, since, until)} == attempts
+    failed = Counter(e["provider"] for e in in_window if e["event"] == "attempt_failed")
+    assert {row["provider"]: row["total"] for row in questions.failure_causes(client, since, until)} == failed
+    assert questions.provider_stats(client, until, since) == []
+
+
+def test_the_timeline_carries_each_buckets_send_latency(client: Client, history: History) -> None:
+    latencies = defaultdict(list)
+    for e in history.events:
+        if e["event"] == "sent":
+            latencies[(e["created_at"] // 30_000 * 30_000, e["provider"])].append(orjson.loads(e["blob"])["latency_ms"])
+    rows = questions.provider_timeline(client, bucket_s=30)
+    for row in rows:
+        sends = latencies.get((row["bucket_start"], row["provider"]))
+        if not sends:
+            assert row["latency_p50_ms"] is None and row["latency_p95_ms"] is None
+            continue
+        assert (row["latency_p50_ms"], row["latency_p95_ms"]) == (quantile(sends, 0.5), quantile(sends, 0.95))
+    assert any(row["latency_p50_ms"] is not None for row in rows)
+
+
+def health_rows(changes: list[tuple]) -> list[tuple]:
+    rows = []
+    for offset, (provider, state, at, worker, fields) in enumerate(changes):
+        record = {"opened_at_ms": 0, "probe_owner": "", "probe_until_ms": 0, "throttled_until_ms": 0,
+                  "reason": "", **fields}
+        rows.append(tuple({"provider": provider, "state": state, "worker": worker, "created_at_ms": at,
+                           "kafka_partition": 0, "kafka_offset": offset, **record}[c] for c in HEALTH_COLUMNS))
+    return rows
+
+
+def test_breaker_states_now_and_their_changes_over_time(client: Client) -> None:
+    later = questions.events.now_ms() + 60_000
+    rows = health_rows([
+        ("alpha", "open", T0 + 1000, "w1", {"opened_at_ms": T0 + 1000, "reason": "TransientError: 503"}),
+        ("beta", "open", T0 + 2000, "w1", {"opened_at_ms": T0 + 2000, "reason": "ProviderFailure: 401"}),
+        ("gamma", "throttled", T0 + 3000, "w2", {"throttled_until_ms": later}),
+        ("alpha", "half_open", T0 + 5000, "w2", {"opened_at_ms": T0 + 1000, "probe_owner": "w2"}),
+        ("alpha", "closed", T0 + 6000, "w2", {"opened_at_ms": T0 + 1000}),
+    ])
+    writer = Writer(client, threading.Event())
+    for _ in range(2):
+        assert writer.write({"provider_health": rows})
+
+    answer = questions.breakers(client, T0 + 1500, T0 + 5500)
+
+    assert answer["providers"] == [
+        {"provider": "alpha", "state": "closed", "changed_at": T0 + 6000, "worker": "w2", "reason": None,
+         "throttled_until": None},
+        {"provider": "beta", "state": "open", "changed_at": T0 + 2000, "worker": "w1",
+         "reason": "ProviderFailure: 401", "throttled_until": None},
+        {"provider": "gamma", "state": "closed", "changed_at": None, "worker": None, "reason": None,
+         "throttled_until": later},
+    ]
+    assert [(c["provider"], c["state"], c["changed_at"], c["worker"]) for c in answer["changes"]] == [
+        ("beta", "open", T0 + 2000, "w1"), ("gamma", "throttled", T0 + 3000, "w2"),
+        ("alpha", "half_open", T0 + 5000, "w2"),
+    ]
+    assert answer["changes"][2]["probe_owner"] == "w2"
+
+
+def test_provider_feedback_joins_the_mail_by_message_id(client: Client, history: History) -> None:
+    mail = next(m for m in history.mails if m["created_at"] == T0 + 4000)
+    sent = next(e for e in history.of(mail["id"]) if e["event"] == "sent")
+    message_id = orjson.loads(sent["blob"])["message_id"]
+    other = "<0@alpha>"
+
+    def feedback(serial: int, message: str, event: str, at: int, bounce: str = "") -> tuple:
+        record = {"id": f"f{serial}", "provider": "gamma", "provider_event_id": f"ev{serial}", "message_id": message,
+                  "event": event, "bounce": bounce, "recipient": "bob@example.com", "reason": "", "url": "",
+                  "created_at_ms": at, "received_at_ms": at + 5, "created_by": "ingest/webhooks",
+                  "kafka_partition": 0, "kafka_offset": serial}
+        return tuple(record[c] for c in FEEDBACK_COLUMNS)
+
+    rows = [feedback(2, message_id, "opened", T0 + 9000), feedback(1, message_id, "delivered", T0 + 8000),
+            feedback(3, other, "bounced", T0 + 8500, bounce="hard"), feedback(4, other, "bounced", T0 + 8600, "soft")]
+    writer = Writer(client, threading.Event())
+    for _ in range(2):
+        assert writer.write({"provider_feedback": rows})
+
+    trace = questions.mail_trace(client, mail["id"])
+    assert [(f["event"], f["created_at"], f["message_id"]) for f in trace["feedback"]] == [
+        ("delivered", T0 + 8000, message_id), ("opened", T0 + 9000, message_id),
+    ]
+    assert questions.provider_feedback(client, T0, T0 + 10_000) == [{
+        "provider": "gamma", "delivered": 1, "hard_bounces": 1, "soft_bounces": 1, "complained": 0, "opened": 1,
+        "clicked": 0, "unsubscribed": 0,
+    }]
+    assert questions.provider_feedback(client, T0 + 8100, T0 + 8550)[0]["hard_bounces"] == 1
+    rejected = next(e for e in history.events if e["event"] == "rejected")
+    assert questions.mail_trace(client, rejected["mail"])["feedback"] == []

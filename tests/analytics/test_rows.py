@@ -4,7 +4,9 @@ import logging
 import pytest
 
 from analytics.lifecycle import SQL_PARAMS
-from analytics.rows import COLUMNS, EVENT_COLUMNS, MAIL_COLUMNS, UnusableRecord, to_row
+from analytics.rows import (
+    COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS, HEALTH_COLUMNS, MAIL_COLUMNS, UnusableRecord, to_row,
+)
 from pipeline import Records
 from schemas import codec, topics
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
@@ -71,7 +73,37 @@ def test_a_time_outside_datetime_range_is_refused(records: Records, created_at: 
 
 
 def test_every_table_has_its_columns() -> None:
-    assert set(COLUMNS) == {"mails", "events"}
+    assert set(COLUMNS) == {"mails", "events", "provider_health", "provider_feedback"}
+
+
+def health(state: str, **fields: object) -> bytes:
+    record = {"provider": "mailgun", "state": state, "opened_at": 0, "probe_owner": "", "probe_until": 0,
+              "throttled_until": 0, "worker": "w-1", "reason": "", "changed_at": 1_700_000_000_000, **fields}
+    return codec.encode("mercury.ProviderHealth", record)
+
+
+def test_breaker_changes_become_rows_and_liveness_does_not() -> None:
+    table, row = to_row(topics.HEALTH, 0, 9, health("open", opened_at=1_700_000_000_000, reason="TransientError: 503"))
+    assert table == "provider_health"
+    assert dict(zip(HEALTH_COLUMNS, row)) == {
+        "provider": "mailgun", "state": "open", "opened_at_ms": 1_700_000_000_000, "probe_owner": "",
+        "probe_until_ms": 0, "throttled_until_ms": 0, "worker": "w-1", "reason": "TransientError: 503",
+        "created_at_ms": 1_700_000_000_000, "kafka_partition": 0, "kafka_offset": 9,
+    }
+    assert to_row(topics.HEALTH, 0, 10, health("alive")) == ("provider_health", None)
+    assert to_row(topics.HEALTH, 0, 11, b"") == ("provider_health", None)
+
+
+def test_provider_feedback_becomes_a_row() -> None:
+    record = {"id": "f-1", "provider": "sendgrid", "provider_event_id": "ev-1", "message_id": "abc", "event": "bounced",
+              "bounce": "hard", "recipient": "bob@example.com", "reason": "550 no such user", "url": "",
+              "occurred_at": 1_700_000_000_000, "received_at": 1_700_000_000_500, "created_by": "ingest/webhooks"}
+    table, row = to_row(topics.FEEDBACK, 2, 3, codec.encode("mercury.ProviderEvent", record))
+    assert table == "provider_feedback"
+    assert dict(zip(FEEDBACK_COLUMNS, row)) == {
+        **{k: v for k, v in record.items() if k not in ("occurred_at", "received_at")},
+        "created_at_ms": 1_700_000_000_000, "received_at_ms": 1_700_000_000_500, "kafka_partition": 2, "kafka_offset": 3,
+    }
 
 
 def test_the_sql_vocabulary_is_the_shared_one() -> None:

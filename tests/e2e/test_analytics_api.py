@@ -62,3 +62,61 @@ def test_bad_parameters_and_unknown_mails_get_clear_errors(api):
     assert get(api, "providers/timeline", bucket_s=0).status_code == 422
     assert get(api, "mails/no-such-mail/trace").status_code == 404
     assert set(requests.get(f"{api}/analytics/", timeout=10).json()) >= {"providers", "delivery_time", "trace"}
+
+
+def test_breaker_changes_are_recorded_with_who_and_why(api, sandbox):
+    since = int(time.time() * 1000)
+    sandbox.set_faults("mailgun", down=True)
+    ids = [post_mail(api, unique_subject("breaker")) for _ in range(8)]
+    for mail_id in ids:
+        wait_for_event(api, mail_id, "sent")
+
+    def opened() -> list[dict]:
+        changes = get(api, "breakers", since=since).json()["breakers"]["changes"]
+        return [c for c in changes if c["provider"] == "mailgun" and c["state"] == "open"]
+
+    [first, *_] = wait_for(opened, what="the mailgun breaker's opening in ClickHouse")
+    assert first["worker"] and "Error" in first["reason"] and first["changed_at"] >= since
+    sandbox.clear_faults()
+
+    def closed() -> dict | None:
+        post_mail(api, unique_subject("breaker recovery"))
+        now = {p["provider"]: p for p in get(api, "breakers", since=since).json()["breakers"]["providers"]}
+        return now.get("mailgun", {}).get("state") == "closed" and now["mailgun"]
+
+    state = wait_for(closed, timeout=60, every=1, what="the mailgun breaker to close after a probe")
+    assert state["changed_at"] > first["changed_at"]
+    before = get(api, "breakers", since=since, until=first["changed_at"]).json()["breakers"]["changes"]
+    assert all(c["changed_at"] < first["changed_at"] for c in before)
+
+
+def test_a_window_has_an_end(api, sandbox):
+    since = int(time.time() * 1000)
+    mail_id = post_mail(api, unique_subject("window end"))
+    wait_for_event(api, mail_id, "sent")
+    accepted = wait_for(lambda: get(api, f"mails/{mail_id}/trace").json().get("accepted_at"), what="the trace")
+    counted = wait_for(lambda: (r := get(api, "delivery-time", since=accepted, until=accepted + 1).json())
+                       ["delivery_time"]["count"] and r, what="the delivery to be counted")
+    assert counted["until"] == accepted + 1 and counted["since"] == accepted >= since
+    # The window ends where this mail begins: the mails posted one by one before it were accepted earlier.
+    assert get(api, "delivery-time", since=accepted - 1, until=accepted).json()["delivery_time"]["count"] == 0
+    refused = get(api, "providers", since=since, until=since)
+    assert refused.status_code == 422 and refused.json()["field"] == "until"
+
+
+def test_provider_webhooks_join_the_trace_and_the_feedback_counts(api, sandbox):
+    since = int(time.time() * 1000)
+    mail_id = post_mail(api, unique_subject("feedback"), recipients="click@example.com")
+    wait_for_event(api, mail_id, "sent")
+
+    def reported() -> dict | None:
+        trace = get(api, f"mails/{mail_id}/trace").json()
+        return {f["event"] for f in trace["feedback"]} >= {"delivered", "opened", "clicked"} and trace
+
+    trace = wait_for(reported, what="the sandbox's webhooks on the mail's trace")
+    [sent] = [e for e in trace["events"] if e["event"] == "sent"]
+    assert {f["message_id"] for f in trace["feedback"]} == {sent["message_id"]}
+    assert all(f["provider"] == sent["provider"] and f["recipient"] == "click@example.com" for f in trace["feedback"])
+    assert [f["url"] for f in trace["feedback"] if f["event"] == "clicked"][0].startswith("http")
+    counts = {row["provider"]: row for row in get(api, "feedback", since=since).json()["feedback"]}
+    assert counts[sent["provider"]]["clicked"] >= 1 and counts[sent["provider"]]["delivered"] >= 1

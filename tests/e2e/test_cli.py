@@ -23,7 +23,10 @@ def test_trace_prints_a_mails_timeline(stack, api, sandbox):
     wait_for_event(api, mail_id, "sent", timeout=60)
     out = wait_for(lambda: (r := mercury(stack, "trace", mail_id)).returncode == 0 and ": sent;" in r.stdout
                    and r.stdout, what="a finished trace")
-    lines = out.splitlines()
+    out = wait_for(lambda: (r := mercury(stack, "trace", mail_id)).returncode == 0 and " webhook " in r.stdout
+                   and r.stdout, what="the provider's delivered webhook on the trace")
+    assert any(" delivered " in line and "recipient=bob@example.com" in line for line in out.splitlines())
+    lines = [line for line in out.splitlines() if " webhook " not in line]
     assert lines[0].startswith(f"mail {mail_id}: sent;") and "providers tried:" in lines[0]
     events = [line.split()[2] for line in lines[1:]]
     assert events[0] == "accepted" and events[-1] == "sent"

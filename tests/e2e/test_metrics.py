@@ -54,3 +54,5 @@ def test_every_process_exports_metrics_that_count_real_mails(api, sandbox, stack
     assert total(sink, "mercury_sink_rows_inserted_total", table="events") > 0
     assert total(sink, "mercury_sink_batch_records_count") > 0
     assert total(sink, "mercury_sink_insert_seconds_count") > 0
+    lag = {labels["topic"]: value for sample, labels, value in sink if sample == "mercury_sink_lag_records"}
+    assert "mail.requests" in lag and all(value >= 0 for value in lag.values())
