@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos bench deps system-deps clean
+.PHONY: run test chaos bench deps system-deps test-deps clean
 
 run: deps
 	$(PY) -m deploy.stack
 
-test: deps
+test: deps test-deps
 	$(PY) -m pytest tests -m "not slow"
 
 chaos: deps
@@ -17,6 +17,7 @@ chaos: deps
 
 bench: deps
 	$(PY) -m deploy.bench
+	$(PY) -m deploy.bench_queries
 
 deps: system-deps $(STAMP)
 
@@ -29,6 +30,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 system-deps:
 	@bash deploy/install-system-deps.sh
+
+# What only the tests need beyond the stack: Chromium for the dashboard test.
+test-deps:
+	@bash deploy/install-system-deps.sh --test
 
 clean:
 	rm -rf $(VENV) .state

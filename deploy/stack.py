@@ -16,6 +16,7 @@ from deploy.broker import broker_process
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import ManagedProcess, StartupError, free_port, http_ok
 from deploy.topics import create_topics
+from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
 
 log = logging.getLogger("mercury.deploy.stack")
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,8 @@ class LocalStack:
         self.config = config
         self.logs = config.state_dir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
+        # One key set per stack: a restarted sandbox or gateway keeps the environment it was started with.
+        self.webhook_keys = WebhookKeys.generate()
 
     def _python(self, name: str, args: list[str], ready, extra_env: dict[str, str] | None = None,
                 ready_timeout: float = 60.0, niceness: int = 0) -> ManagedProcess:
@@ -130,8 +133,9 @@ class LocalStack:
                 "sandbox",
                 ["-m", "providers.sandbox", "--mailgun-port", str(c.mailgun_port), "--sendgrid-port",
                  str(c.sendgrid_port), "--control-port", str(c.sandbox_control_port)],
-                lambda: http_ok(f"{c.sandbox_url}/sandbox/health")))
-            self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/")))
+                lambda: http_ok(f"{c.sandbox_url}/sandbox/health"), self.webhook_keys.sandbox_env(c.api_url)))
+            self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/"),
+                                     self.webhook_keys.ingest_env()))
             for n in range(c.dispatchers):
                 self.start_dispatcher(n)
             self.start_sink()
@@ -208,7 +212,9 @@ def main() -> None:
     print(f"""
 Mercury is running. Logs: {stack.logs}
   API:      {config.api_url}/api/v1.0/
+  Dashboard: {config.api_url}/dashboard
   Sandbox:  {config.sandbox_url}/sandbox/mailgun/messages
+  Webhooks: the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
   Metrics (Prometheus):
 {metrics}
 Send a mail:

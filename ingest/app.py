@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import analytics_api, metrics, schema_registry
+from ingest import analytics_api, dashboard, lag, metrics, schema_registry, webhooks
 from ingest.config import IngestConfig
 from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
 from schemas.producer import AsyncProducer, BrokerUnavailable
@@ -75,6 +75,9 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     app.add_middleware(metrics.RequestMetrics)
     app.include_router(schema_registry.router)
     app.include_router(analytics_api.router(stores.get_client))
+    app.include_router(webhooks.router(config))
+    app.include_router(lag.router(config.bootstrap))
+    dashboard.install(app)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> Response:
@@ -127,6 +130,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
                 "events": f"{API}/mails/<mail_id>/events/",
                 "event": f"{API}/mails/<mail_id>/events/<event_id>",
                 "analytics": f"{API}/analytics/",
+                "webhooks": [f"{webhooks.PREFIX}/mailgun", f"{webhooks.PREFIX}/sendgrid"],
                 "schema_registry": "/schema-registry/subjects",
             },
         })
