@@ -81,20 +81,26 @@ def wait_for_event(api: str, mail_id: str, event: str, timeout: float = 30.0) ->
                     timeout, what=f"event {event!r} of mail {mail_id}")
 
 
-def dead_letters(bootstrap: str, wanted: Callable[[dict], bool], count: int, timeout: float = 30.0) -> list[dict]:
-    """Read mail.dead from the beginning until `count` letters matching `wanted` were seen."""
+def records_on(bootstrap: str, topic: str, wanted: Callable[[bytes, dict], bool], count: int,
+               timeout: float = 30.0) -> list[dict]:
+    """Read `topic` from the beginning until `count` records for which wanted(key, record) holds were seen."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe(["mail.dead"])
+    consumer.subscribe([topic])
     found: list[dict] = []
     deadline = time.monotonic() + timeout
     try:
         while len(found) < count and time.monotonic() < deadline:
             for message in consumer.consume(100, 0.5):
                 if message.error() is None:
-                    _, letter = codec.decode(message.value())
-                    if wanted(letter):
-                        found.append(letter)
+                    _, record = codec.decode(message.value())
+                    if wanted(message.key(), record):
+                        found.append(record)
     finally:
         consumer.close()
     return found
+
+
+def dead_letters(bootstrap: str, wanted: Callable[[dict], bool], count: int, timeout: float = 30.0) -> list[dict]:
+    """Read mail.dead from the beginning until `count` letters matching `wanted` were seen."""
+    return records_on(bootstrap, "mail.dead", lambda _key, letter: wanted(letter), count, timeout)

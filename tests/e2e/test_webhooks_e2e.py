@@ -5,11 +5,10 @@ import time
 import uuid
 
 import requests
-from confluent_kafka import Consumer
 
 from deploy.stack import LocalStack
-from schemas import codec, topics
-from tests.e2e.conftest import events_of, post_mail, unique_subject, wait_for_event
+from schemas import topics
+from tests.e2e.conftest import events_of, post_mail, records_on, unique_subject, wait_for_event
 
 EXPECTED = {
     "bob@example.com": [("delivered", "")],
@@ -19,24 +18,15 @@ EXPECTED = {
 
 
 def feedback_for(bootstrap: str, message_ids: set[str], wanted: int, timeout: float = 30.0) -> list[dict]:
-    """Read mail.feedback from the beginning until `wanted` records about these message ids were seen."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topics.FEEDBACK])
-    found: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(found) < wanted and time.monotonic() < deadline:
-            for message in consumer.consume(100, 0.5):
-                if message.error() is None:
-                    name, record = codec.decode(message.value())
-                    assert name == "mercury.ProviderEvent"
-                    if record["message_id"] in message_ids:
-                        assert message.key().decode() == record["message_id"]
-                        found.append(record)
-    finally:
-        consumer.close()
-    return found
+    """Read mail.feedback from the beginning until `wanted` records about these message ids were seen; each
+    is keyed by its message id."""
+    def about(key: bytes, record: dict) -> bool:
+        if record["message_id"] not in message_ids:
+            return False
+        assert key.decode() == record["message_id"]
+        return True
+
+    return records_on(bootstrap, topics.FEEDBACK, about, wanted, timeout)
 
 
 def sent_event(api: str, mail_id: str) -> dict:
