@@ -60,25 +60,33 @@ _DURATION_STATS = f"""
     WHERE accepted_marks > 0 AND target_marks > 0 AND accepted_ms >= %(since_ms)s AND accepted_ms < %(until_ms)s
 """
 
+# Unfinished mails in two steps, because grouping every event of a long window by mail is the costliest
+# thing a question could do: first the oldest mails accepted in the window that reached no terminal event
+# (two narrow scans), then the last event of just those.
 _UNFINISHED = f"""
-    SELECT mail, accepted_ms, last_event, last_event_ms, last_provider, attempts
+    SELECT mail, min(created_at_ms) AS accepted_ms
     FROM
     (
-        SELECT
-            mail,
-            countIf(event = %(event_accepted)s) AS accepted_marks,
-            minIf(created_at_ms, event = %(event_accepted)s) AS accepted_ms,
-            countIf(event IN %(terminal)s) AS terminal_events,
-            argMaxIf(event, ({EVENT_SEQUENCE}), is_event = 1) AS last_event,
-            maxIf(created_at_ms, is_event = 1) AS last_event_ms,
-            argMaxIf(provider, ({EVENT_SEQUENCE}), event = %(event_dispatched)s) AS last_provider,
-            countIf(event = %(event_dispatched)s) AS attempts
-        FROM ({_MILESTONES})
-        GROUP BY mail
+        SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {_IN_WINDOW}
+        UNION ALL
+        SELECT mail, created_at_ms FROM events FINAL PREWHERE event = %(event_accepted)s AND {_IN_WINDOW}
     )
-    WHERE accepted_marks > 0 AND terminal_events = 0 AND accepted_ms >= %(since_ms)s AND accepted_ms <= %(cutoff_ms)s
+    WHERE mail NOT IN (SELECT mail FROM events FINAL PREWHERE event IN %(terminal)s AND {_FROM_START})
+    GROUP BY mail
     ORDER BY accepted_ms, mail
     LIMIT %(limit)s
+"""
+
+_LAST_EVENTS = f"""
+    SELECT
+        mail,
+        argMax(event, ({EVENT_SEQUENCE})),
+        max(created_at_ms),
+        argMaxIf(provider, ({EVENT_SEQUENCE}), event = %(event_dispatched)s),
+        countIf(event = %(event_dispatched)s)
+    FROM events FINAL
+    PREWHERE mail IN %(mails)s AND {_FROM_START}
+    GROUP BY mail
 """
 
 _PROVIDER_STATS = f"""
@@ -251,15 +259,20 @@ def unfinished_mails(
     dispatched to."""
     now_ms = events.now_ms() if now_ms is None else now_ms
     cutoff_ms = max(0, now_ms - int(older_than_s * 1000))
-    rows = client.execute(_UNFINISHED, _window(since_ms, cutoff_ms + 1, cutoff_ms=cutoff_ms, limit=limit))
-    return [
-        {
-            "mail": mail, "accepted_at": accepted_ms, "last_event": last_event or None,
-            "last_event_at": last_event_ms if last_event else None, "last_provider": last_provider or None,
-            "attempts": attempts, "age_ms": now_ms - accepted_ms,
-        }
-        for mail, accepted_ms, last_event, last_event_ms, last_provider, attempts in rows
-    ]
+    window = _window(since_ms, cutoff_ms + 1, limit=limit)
+    accepted = client.execute(_UNFINISHED, window)
+    if not accepted:
+        return []
+    last = {mail: rest for mail, *rest in client.execute(
+        _LAST_EVENTS, {**window, "mails": tuple(mail for mail, _ in accepted)})}
+    result = []
+    for mail, accepted_ms in accepted:
+        last_event, last_event_ms, last_provider, attempts = last.get(mail, (None, None, "", 0))
+        result.append({
+            "mail": mail, "accepted_at": accepted_ms, "last_event": last_event, "last_event_at": last_event_ms,
+            "last_provider": last_provider or None, "attempts": attempts, "age_ms": now_ms - accepted_ms,
+        })
+    return result
 
 
 def queue_time_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> dict:
