@@ -8,7 +8,8 @@ from providers.errors import ProviderConfigError
 from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
 
-FormFields = list[tuple[str, tuple[None, str]]]
+# (field name, (filename, value[, content type])): requests' `files` shape; a None filename makes a plain field.
+FormFields = list[tuple[str, tuple[str | None, str | bytes] | tuple[str, bytes, str]]]
 
 
 class Mailgun(MailService):
@@ -27,17 +28,26 @@ class Mailgun(MailService):
         self.auth = ("api", api_key)
 
     def prepare_message(self, mail: Mail) -> FormFields:
+        # Mailgun counts an empty `text` or `html` as given, so only non-empty optional fields are sent.
+        optional = [("text", mail.content), ("html", mail.html), ("h:Reply-To", mail.reply_to)]
         fields = [
             ("from", mail.sender),
-            # Mailgun takes `to` repeated or comma-joined; repeating avoids quoting names that contain commas.
+            # Mailgun takes `to`, `cc` and `bcc` repeated or comma-joined; repeating avoids quoting names
+            # that contain commas.
             *(("to", recipient) for recipient in mail.recipients),
+            *(("cc", address) for address in mail.cc),
+            *(("bcc", address) for address in mail.bcc),
             ("subject", mail.subject),
-            ("text", mail.content),
+            *((key, value) for key, value in optional if value),
+            # `h:` fields become MIME headers of the message, named as given.
+            *((f"h:{name}", value) for name, value in mail.headers.items()),
+            *(("o:tag", tag) for tag in mail.tags),
             # `v:` fields come back as user-variables in Mailgun's events and webhooks.
+            *((f"v:{key}", value) for key, value in mail.metadata.items()),
             ("v:mercury-id", mail.id),
         ]
-        # requests only builds multipart/form-data when given `files`; a None filename makes a plain field.
-        return [(key, (None, value)) for key, value in fields]
+        files = [("attachment", (a.filename, a.content, a.content_type)) for a in mail.attachments]
+        return [(key, (None, value)) for key, value in fields] + files
 
     def send_message(self, message: FormFields) -> requests.Response:
         return self.post(self.url, files=message, auth=self.auth)

@@ -1,4 +1,6 @@
 """SendGrid: `POST /v3/mail/send`, Bearer key, JSON body, 202 with an empty body and the id in a header."""
+import base64
+from collections.abc import Iterable
 from typing import Any
 
 import requests
@@ -20,15 +22,38 @@ class SendGrid(MailService):
         self.headers = {"Authorization": f"Bearer {api_key}"}
 
     def prepare_message(self, mail: Mail) -> dict[str, Any]:
-        return {
-            # One personalization: every recipient sees the others on To, as with Mailgun's `to` list.
-            "personalizations": [{"to": [{"email": recipient} for recipient in mail.recipients]}],
+        # One personalization: every recipient sees the others on To, as with Mailgun's `to` list. SendGrid
+        # refuses an empty cc or bcc list, so they are left out when there are none.
+        personalization: dict[str, Any] = {"to": _emails(mail.recipients)}
+        if mail.cc:
+            personalization["cc"] = _emails(mail.cc)
+        if mail.bcc:
+            personalization["bcc"] = _emails(mail.bcc)
+        message: dict[str, Any] = {
+            "personalizations": [personalization],
             "from": {"email": mail.sender},
             "subject": mail.subject,
-            "content": [{"type": "text/plain", "value": mail.content}],
+            # SendGrid wants text/plain first, then text/html, and refuses an empty value.
+            "content": [
+                {"type": kind, "value": value}
+                for kind, value in (("text/plain", mail.content), ("text/html", mail.html)) if value
+            ],
             # custom_args come back on every event webhook for this message.
-            "custom_args": {"mercury_id": mail.id},
+            "custom_args": {**mail.metadata, "mercury_id": mail.id},
         }
+        if mail.reply_to:
+            message["reply_to"] = {"email": mail.reply_to}
+        if mail.headers:
+            message["headers"] = dict(mail.headers)
+        if mail.tags:
+            message["categories"] = list(mail.tags)
+        if mail.attachments:
+            message["attachments"] = [
+                {"content": base64.b64encode(a.content).decode("ascii"), "type": a.content_type,
+                 "filename": a.filename, "disposition": "attachment"}
+                for a in mail.attachments
+            ]
+        return message
 
     def send_message(self, message: dict[str, Any]) -> requests.Response:
         return self.post(self.url, json=message, headers=self.headers)
@@ -49,3 +74,7 @@ class SendGrid(MailService):
         except (ValueError, KeyError, TypeError):
             return super().error_detail(response)
         return "; ".join(details) or super().error_detail(response)
+
+
+def _emails(addresses: Iterable[str]) -> list[dict[str, str]]:
+    return [{"email": address} for address in addresses]

@@ -35,9 +35,11 @@ _IDS = {
     4: ("mercury.DeadLetter", "mail.dead-value", ""),
     5: ("mercury.ProviderHealth", "mail.health-value", ""),
     6: ("mercury.LedgerEntry", "mail.ledger-value", ""),
-    7: ("mercury.MailRequest", "mail.requests-value", ""),
-    8: ("mercury.RetryRecord", "mail.retry-value", ""),
+    7: ("mercury.MailRequest", "mail.requests-value", "v2"),
+    8: ("mercury.RetryRecord", "mail.retry-value", "v2"),
     9: ("mercury.ProviderEvent", "mail.feedback-value", ""),
+    10: ("mercury.MailRequest", "mail.requests-value", ""),
+    11: ("mercury.RetryRecord", "mail.retry-value", ""),
 }
 
 

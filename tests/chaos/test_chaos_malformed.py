@@ -9,12 +9,14 @@ from confluent_kafka import KafkaError, Producer
 
 from schemas import codec, topics
 from schemas.events import now_ms
+from schemas.validation import MAX_MAIL_BYTES
 from tests.chaos.accounting import dead_letters
 from tests.chaos.harness import Chaos
 
 WARM_S = 3.0
 ROUNDS = 2
-OVERSIZED_CONTENT_BYTES = 900_000
+# Over the mail size limit, still under the broker's record size limit.
+OVERSIZED_CONTENT_BYTES = MAX_MAIL_BYTES + 1
 REQUEST = "mercury.MailRequest"
 
 

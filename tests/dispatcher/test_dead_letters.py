@@ -41,9 +41,11 @@ def new_id(label: str) -> str:
 
 
 def mail(mail_id: str, **fields: object) -> dict:
+    """A MailRequest as the newest schema decodes it: the full-message fields at their defaults."""
     return {"id": mail_id, "sender": "alice@example.com", "recipients": ["bob@example.com", "carol@example.com"],
             "subject": f"subject of {mail_id}", "content": "hello\nthere", "created_at": 1_700_000_000_000,
-            "origin": "kafka", "send_at": 0, "replayed_at": 0, **fields}
+            "origin": "kafka", "send_at": 0, "replayed_at": 0, "html": "", "cc": [], "bcc": [], "reply_to": "",
+            "headers": {}, "attachments": [], "tags": [], "metadata": {}, **fields}
 
 
 def mail_bytes(mail_id: str, **fields: object) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 from conftest import Fleet
 from sandbox_client import Sandbox
 
-from dispatcher.delivery import Dispatcher
+from dispatcher.delivery import MAX_DEAD_PAYLOAD, Dispatcher
 from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import SENDING
@@ -203,7 +203,7 @@ def test_an_oversized_record_still_fits_in_its_dead_letter(fleet, sandbox):
     payload = b"\x01" + b"x" * (2 * 1024 * 1024)
     outputs = handle(make_dispatcher(sandbox, fleet), payload, Source(topics.REQUESTS, 0, 9, 0))
     [letter] = decoded(outputs, topics.DEAD)
-    assert len(letter["payload"]) == 512 * 1024 and "cut to" in letter["reason"]
+    assert len(letter["payload"]) == MAX_DEAD_PAYLOAD and "cut to" in letter["reason"]
     assert all(len(o.value) < 1_000_000 for o in outputs)
 
 
