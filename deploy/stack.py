@@ -32,6 +32,8 @@ class StackConfig:
     ingest_port: int = 8080
     mailgun_port: int = 8025
     sendgrid_port: int = 8026
+    postmark_port: int = 8027
+    smtp_port: int = 8028
     sandbox_control_port: int = 8029
     dispatchers: int = 2
     partitions: int = 4
@@ -51,6 +53,8 @@ class StackConfig:
             ingest_port=int(env.get("MERCURY_INGEST_PORT", "8080")),
             mailgun_port=int(env.get("MERCURY_SANDBOX_MAILGUN_PORT", "8025")),
             sendgrid_port=int(env.get("MERCURY_SANDBOX_SENDGRID_PORT", "8026")),
+            postmark_port=int(env.get("MERCURY_SANDBOX_POSTMARK_PORT", "8027")),
+            smtp_port=int(env.get("MERCURY_SANDBOX_SMTP_PORT", "8028")),
             sandbox_control_port=int(env.get("MERCURY_SANDBOX_CONTROL_PORT", "8029")),
             dispatchers=int(env.get("MERCURY_DISPATCHERS", "2")),
             partitions=int(env.get("MERCURY_PARTITIONS", "4")),
@@ -61,7 +65,7 @@ class StackConfig:
     def on_free_ports(cls, state_dir: Path, **overrides: object) -> "StackConfig":
         ports = {name: free_port() for name in (
             "kafka_port", "clickhouse_port", "clickhouse_http_port", "ingest_port",
-            "mailgun_port", "sendgrid_port", "sandbox_control_port")}
+            "mailgun_port", "sendgrid_port", "postmark_port", "smtp_port", "sandbox_control_port")}
         return replace(cls(state_dir=state_dir), **ports, **overrides).with_free_metrics_ports()
 
     def with_free_metrics_ports(self) -> "StackConfig":
@@ -95,6 +99,10 @@ class StackConfig:
             "MERCURY_INGEST_PORT": str(self.ingest_port),
             "MAILGUN_BASE_URL": f"http://127.0.0.1:{self.mailgun_port}",
             "SENDGRID_BASE_URL": f"http://127.0.0.1:{self.sendgrid_port}",
+            # Postmark and the SMTP relay are served too; MERCURY_PROVIDERS (inherited or in extra_env) picks who sends.
+            "POSTMARK_BASE_URL": f"http://127.0.0.1:{self.postmark_port}",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp_port),
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
@@ -132,7 +140,8 @@ class LocalStack:
             self._start(self._python(
                 "sandbox",
                 ["-m", "providers.sandbox", "--mailgun-port", str(c.mailgun_port), "--sendgrid-port",
-                 str(c.sendgrid_port), "--control-port", str(c.sandbox_control_port)],
+                 str(c.sendgrid_port), "--postmark-port", str(c.postmark_port), "--smtp-port", str(c.smtp_port),
+                 "--control-port", str(c.sandbox_control_port)],
                 lambda: http_ok(f"{c.sandbox_url}/sandbox/health"), self.webhook_keys.sandbox_env(c.api_url)))
             self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/"),
                                      self.webhook_keys.ingest_env()))

@@ -17,7 +17,7 @@ from dispatcher.jobs import Job, Source, job_from_record
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
 from dispatcher.publishing import Output
 from dispatcher.ratelimit import RateLimits
-from providers.base import MailService, SendResult
+from providers.base import ProviderAdapter, SendResult
 from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,
                               TransientError)
 from schemas import codec, topics
@@ -28,16 +28,18 @@ from schemas.vocabulary import DeadReason, EventType, FailureCause, Outcome
 
 log = logging.getLogger("mercury.dispatcher")
 # Kafka's default record limit is 1,000,000 bytes; a dead letter keeps room for its reason and position.
-MAX_DEAD_PAYLOAD = 512 * 1024
+# Every mail that passes validation (MERCURY_MAX_MAIL_BYTES of bodies and attachments, plus bounded
+# addresses, headers, tags and metadata) fits whole, so its letter stays replayable.
+MAX_DEAD_PAYLOAD = 960_000
 LEDGER_POLL_S = 0.1
 
-Sender = Callable[[MailService, Mail], Awaitable[SendResult]]
+Sender = Callable[[ProviderAdapter, Mail], Awaitable[SendResult]]
 
 
 class Dispatcher:
     def __init__(
         self,
-        services: list[MailService],
+        services: list[ProviderAdapter],
         health: FleetHealth,
         ledger: DeliveryLedger,
         limits: RateLimits,
@@ -161,9 +163,10 @@ class Dispatcher:
             result, err = await self._attempt(provider, job)
             if err is None:
                 self._health.succeeded(ticket)
+                refused = {"refused_recipients": list(result.refused)} if result.refused else {}
                 outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome="accepted",
                                            message_id=result.message_id, status=result.status,
-                                           latency_ms=result.latency_ms))
+                                           latency_ms=result.latency_ms, **refused))
                 return outputs
             self._health.failed(ticket, err)
             outputs.append(self._failure_event(job, err))

@@ -4,7 +4,7 @@ The pool's threads are joined at interpreter exit, so a send in flight at shutdo
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from providers.base import MailService, SendResult
+from providers.base import ProviderAdapter, SendResult
 from schemas.model import Mail
 
 
@@ -12,7 +12,7 @@ class ThreadedSender:
     def __init__(self, threads: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
 
-    async def __call__(self, service: MailService, mail: Mail) -> SendResult:
+    async def __call__(self, service: ProviderAdapter, mail: Mail) -> SendResult:
         return await asyncio.get_running_loop().run_in_executor(self._pool, service.send, mail)
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Email provider adapters behind one `MailService` abstraction, and a local sandbox that speaks their APIs."""
-from providers.base import MailService, SendResult
+"""Email provider adapters behind one `ProviderAdapter` abstraction, and a local sandbox that speaks their APIs."""
+from providers.base import MailService, ProviderAdapter, SendResult
 from providers.config import load_providers
 from providers.errors import (
     AmbiguousError,
@@ -15,6 +15,7 @@ __all__ = [
     "AmbiguousError",
     "MailService",
     "PermanentError",
+    "ProviderAdapter",
     "ProviderConfigError",
     "ProviderError",
     "ProviderFailure",

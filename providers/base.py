@@ -1,8 +1,10 @@
-"""The `MailService` abstraction: the base class owns the send sequence, each provider fills the hooks.
+"""The adapter abstraction: the base class owns the send sequence, each provider fills the hooks.
 
-`send()` runs prepare_message → send_message → post_process (which classifies errors and then asks
-response_details for the message id), measures latency, and turns transport failures into the
-shared error classes. An adapter overrides only what its API does differently.
+`ProviderAdapter.send()` runs prepare_message → send_message → result (post-processing), measures
+latency, and turns the transport's own exceptions into the shared error classes through
+`classify_failure`; it knows no wire protocol. `MailService` is its HTTP form, shared by every provider
+with an HTTP API: result() classifies error statuses and asks response_details for the message id.
+An adapter overrides only what its API does differently.
 """
 import logging
 import threading
@@ -36,19 +38,72 @@ _DEFAULT_HEADERS = {"User-Agent": "mercury/1.0", "Accept": "application/json"}
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """A send the provider accepted."""
+    """A send the provider accepted; `refused` names recipients it turned down while taking the rest (SMTP)."""
 
     provider: str
     message_id: str
     status: int
     latency_ms: float
+    refused: tuple[str, ...] = ()
 
 
-class MailService(ABC):
-    """One email provider's HTTP API. Safe to share between threads: each thread gets its own session."""
+class ProviderAdapter(ABC):
+    """One email provider, whatever its wire protocol: what the dispatcher calls. Safe to share between threads.
+
+    `timeout` is (connect, read) in seconds; one send takes at most about their sum, which the dispatcher
+    uses as the bound of a send in flight.
+    """
 
     name: ClassVar[str]
     full_name: ClassVar[str]
+    # What the transport raises on its own (no answer, or an answer it turns into an exception); send()
+    # hands each to classify_failure. An error already classified (a ProviderError) passes through.
+    failure_types: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
+        """Raises ProviderConfigError for a non-positive timeout."""
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ProviderConfigError(f"{self.name}: timeouts must be positive, got {connect_timeout}, {read_timeout}")
+        self.timeout = (connect_timeout, read_timeout)
+
+    def send(self, mail: Mail) -> SendResult:
+        """Deliver one mail. Blocks for at most about the connect plus read timeout; run it in a worker thread.
+
+        Raises a ProviderError subclass: TransientError (network, provider outage), ThrottledError,
+        ProviderFailure, PermanentError or AmbiguousError (no answer after the mail went out).
+        """
+        message = self.prepare_message(mail)
+        started = time.perf_counter()
+        try:
+            answer = self.send_message(message)
+        except self.failure_types as err:
+            raise self.classify_failure(err) from err
+        return self.result(answer, (time.perf_counter() - started) * 1000)
+
+    @abstractmethod
+    def prepare_message(self, mail: Mail) -> Any:
+        """Build the request in the provider's shape; pure, no I/O."""
+
+    @abstractmethod
+    def send_message(self, message: Any) -> Any:
+        """Hand the message to the provider; returns its answer, raises one of `failure_types` or a ProviderError."""
+
+    @abstractmethod
+    def result(self, answer: Any, latency_ms: float) -> SendResult:
+        """Post-process the answer: the accepted send, or raise its classified ProviderError."""
+
+    @abstractmethod
+    def classify_failure(self, err: Exception) -> ProviderError:
+        """The classified error for an exception of `failure_types`; send() raises it from `err`."""
+
+    def close(self) -> None:
+        """Release pooled connections; call once at shutdown."""
+
+
+class MailService(ProviderAdapter):
+    """One email provider's HTTP API. Safe to share between threads: each thread gets its own session."""
+
+    failure_types = (requests.RequestException,)
     # Statuses that condemn the mail itself rather than the provider; an API with more overrides this.
     permanent_statuses: ClassVar[frozenset[int]] = frozenset({400})
 
@@ -61,11 +116,9 @@ class MailService(ABC):
             raise ProviderConfigError(f"{self.name}: base URL {base_url!r} needs an http(s) scheme and a host")
         if not api_key:
             raise ProviderConfigError(f"{self.name}: the API key is empty")
-        if connect_timeout <= 0 or read_timeout <= 0:
-            raise ProviderConfigError(f"{self.name}: timeouts must be positive, got {connect_timeout}, {read_timeout}")
+        super().__init__(connect_timeout=connect_timeout, read_timeout=read_timeout)
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        self.timeout = (connect_timeout, read_timeout)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -73,25 +126,16 @@ class MailService(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
 
-    def send(self, mail: Mail) -> SendResult:
-        """Deliver one mail. Blocks for at most the connect plus read timeout; run it in a worker thread.
+    def classify_failure(self, err: Exception) -> ProviderError:
+        if isinstance(err, requests.ConnectTimeout):
+            return TransientError(self.name, f"connect timeout: {err}", cause=FailureCause.NETWORK)
+        if isinstance(err, requests.ReadTimeout):
+            return AmbiguousError(self.name, f"no answer within {self.timeout[1]}s after sending")
+        # Refused, reset, DNS failure and the rest of the transport: the provider is unreachable from here.
+        return TransientError(self.name, f"{type(err).__name__}: {err}", cause=FailureCause.NETWORK)
 
-        Raises a ProviderError subclass: TransientError (network, 5xx), ThrottledError (429),
-        ProviderFailure, PermanentError or AmbiguousError (read timeout after the request went out).
-        """
-        message = self.prepare_message(mail)
-        started = time.perf_counter()
-        try:
-            response = self.send_message(message)
-        except requests.ConnectTimeout as err:
-            raise TransientError(self.name, f"connect timeout: {err}", cause=FailureCause.NETWORK) from err
-        except requests.ReadTimeout as err:
-            raise AmbiguousError(self.name, f"no answer within {self.timeout[1]}s after sending") from err
-        except requests.RequestException as err:
-            # Refused, reset, DNS failure and the rest of the transport: the provider is unreachable from here.
-            raise TransientError(self.name, f"{type(err).__name__}: {err}", cause=FailureCause.NETWORK) from err
-        latency_ms = (time.perf_counter() - started) * 1000
-        return SendResult(self.name, self.post_process(response), response.status_code, latency_ms)
+    def result(self, answer: requests.Response, latency_ms: float) -> SendResult:
+        return SendResult(self.name, self.post_process(answer), answer.status_code, latency_ms)
 
     def post_process(self, response: requests.Response) -> str:
         """Return the provider's message id for an accepted send; raise the classified error otherwise."""

@@ -16,16 +16,20 @@ class ProviderError(Exception):
 
     outcome: ClassVar[Outcome]
 
-    def __init__(self, provider: str, detail: str, *, status: int | None = None, body: str = "") -> None:
+    def __init__(
+        self, provider: str, detail: str, *, status: int | None = None, body: str = "", protocol: str = "HTTP"
+    ) -> None:
         super().__init__(provider, detail, status)
         self.provider = provider
         self.detail = detail
+        # `status` is the answer's code in `protocol`: an HTTP status, or an SMTP reply code for a relay.
         self.status = status
+        self.protocol = protocol
         # Providers sometimes answer errors with a whole HTML page; the start is enough to diagnose.
         self.body = body[:BODY_LIMIT]
 
     def __str__(self) -> str:
-        status = "no answer" if self.status is None else f"HTTP {self.status}"
+        status = "no answer" if self.status is None else f"{self.protocol} {self.status}"
         return f"{self.provider}: {self.detail} ({status})"
 
 
@@ -35,9 +39,16 @@ class TransientError(ProviderError):
     outcome = Outcome.TRANSIENT
 
     def __init__(
-        self, provider: str, detail: str, *, cause: FailureCause, status: int | None = None, body: str = ""
+        self,
+        provider: str,
+        detail: str,
+        *,
+        cause: FailureCause,
+        status: int | None = None,
+        body: str = "",
+        protocol: str = "HTTP",
     ) -> None:
-        super().__init__(provider, detail, status=status, body=body)
+        super().__init__(provider, detail, status=status, body=body, protocol=protocol)
         self.cause = cause
 
 
@@ -45,9 +56,16 @@ class ThrottledError(TransientError):
     """The provider asked us to slow down (429); `retry_after` is its hint in seconds, if it gave one."""
 
     def __init__(
-        self, provider: str, detail: str, *, retry_after: float | None, status: int | None = 429, body: str = ""
+        self,
+        provider: str,
+        detail: str,
+        *,
+        retry_after: float | None,
+        status: int | None = 429,
+        body: str = "",
+        protocol: str = "HTTP",
     ) -> None:
-        super().__init__(provider, detail, cause=FailureCause.RATE_LIMIT, status=status, body=body)
+        super().__init__(provider, detail, cause=FailureCause.RATE_LIMIT, status=status, body=body, protocol=protocol)
         self.retry_after = retry_after
 
 

@@ -6,10 +6,12 @@ from typing import Any
 import requests
 
 from deploy.processes import ManagedProcess, port_open
-from providers import MailService, load_providers
+from providers import ProviderAdapter, load_providers
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+# Where each adapter reads its key when it is not `<PROVIDER>_API_KEY`.
+KEY_VARIABLES = {"postmark": "POSTMARK_SERVER_TOKEN", "smtp": "SMTP_PASSWORD"}
 
 
 class Sandbox:
@@ -45,32 +47,39 @@ class Sandbox:
         for provider in self.ports:
             self.http.delete(f"{self.control}/{provider}/messages", timeout=5).raise_for_status()
 
+    def env(self) -> dict[str, str]:
+        """What points every adapter at this sandbox: HTTP base URLs, and the SMTP relay's host and port."""
+        env = {f"{name.upper()}_BASE_URL": self.url(name) for name in self.ports}
+        if "smtp" in self.ports:
+            env.update({"SMTP_HOST": HOST, "SMTP_PORT": str(self.ports["smtp"])})
+        return env
+
     def service(
-        self, provider: str, *, api_key: str | None = None, read_timeout: float | None = None
-    ) -> MailService:
+        self, provider: str, *, api_key: str | None = None, read_timeout: float | None = None, **env: str
+    ) -> ProviderAdapter:
         """The adapter exactly as the dispatcher gets it: through load_providers and the environment."""
-        env = {"MERCURY_PROVIDERS": provider}
-        env.update({f"{name.upper()}_BASE_URL": self.url(name) for name in self.ports})
+        settings = {"MERCURY_PROVIDERS": provider, **self.env(), **env}
         if api_key is not None:
-            env[f"{provider.upper()}_API_KEY"] = api_key
+            settings[KEY_VARIABLES.get(provider, f"{provider.upper()}_API_KEY")] = api_key
         if read_timeout is not None:
-            env["MERCURY_PROVIDER_READ_TIMEOUT"] = str(read_timeout)
-        [service] = load_providers(env)
+            settings["MERCURY_PROVIDER_READ_TIMEOUT"] = str(read_timeout)
+        [service] = load_providers(settings)
         return service
 
 
-def sandbox_argv(ports: dict[str, int], control_port: int) -> list[str]:
-    argv = [sys.executable, "-m", "providers.sandbox", "--host", HOST, "--control-port", str(control_port)]
+def sandbox_argv(ports: dict[str, int], control_port: int, *options: str) -> list[str]:
+    argv = [sys.executable, "-m", "providers.sandbox", "--host", HOST, "--control-port", str(control_port), *options]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
     return argv
 
 
-def sandbox_process(log_dir: Path, ports: dict[str, int], control_port: int) -> ManagedProcess:
+def sandbox_process(log_dir: Path, ports: dict[str, int], control_port: int, *options: str) -> ManagedProcess:
+    """`options` are further sandbox arguments, e.g. the SMTP relay's certificate."""
     every_port = [*ports.values(), control_port]
     return ManagedProcess(
         "sandbox",
-        sandbox_argv(ports, control_port),
+        sandbox_argv(ports, control_port, *options),
         log_dir,
         ready=lambda: all(port_open(HOST, port) for port in every_port),
         cwd=ROOT,

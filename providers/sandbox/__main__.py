@@ -2,12 +2,14 @@
 
 Settings come from argv, else from SANDBOX_* environment variables, else the defaults that
 providers.config points at. A provider given a webhook URL (and its signing secret) posts signed event
-webhooks there for every message it accepts. Stops cleanly on SIGTERM or SIGINT.
+webhooks there for every message it accepts. The SMTP relay offers TLS when given a certificate.
+Stops cleanly on SIGTERM or SIGINT.
 """
 import argparse
 import asyncio
 import os
 import signal
+import ssl
 import sys
 
 import uvloop
@@ -19,11 +21,16 @@ from providers.sandbox.host import ProviderHost
 from providers.sandbox.listener import Listener
 from providers.sandbox.mailgun import MailgunEmulator
 from providers.sandbox.mailgun_webhooks import MailgunWebhooks
+from providers.sandbox.postmark import PostmarkEmulator
 from providers.sandbox.sendgrid import SendGridEmulator
 from providers.sandbox.sendgrid_webhooks import SendGridWebhooks
+from providers.sandbox.smtp import SmtpEmulator, SmtpHost
 from providers.sandbox.webhooks import WebhookEmitter, WebhookFormat
 
-EMULATORS: dict[str, type[Emulator]] = {cls.name: cls for cls in (MailgunEmulator, SendGridEmulator)}
+EMULATORS: dict[str, type[Emulator]] = {
+    cls.name: cls for cls in (MailgunEmulator, SendGridEmulator, PostmarkEmulator)
+}
+PORTS = {**{name: cls.default_port for name, cls in EMULATORS.items()}, SmtpEmulator.name: SmtpEmulator.default_port}
 WEBHOOK_FORMATS = {"mailgun": MailgunWebhooks, "sendgrid": SendGridWebhooks}
 CONTROL_PORT = 8029
 
@@ -32,10 +39,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(prog="python -m providers.sandbox", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=env.get("SANDBOX_HOST", "127.0.0.1"))
-    for name, cls in EMULATORS.items():
-        parser.add_argument(
-            f"--{name}-port", type=int, default=env.get(f"SANDBOX_{name.upper()}_PORT", str(cls.default_port))
-        )
+    for name, port in PORTS.items():
+        parser.add_argument(f"--{name}-port", type=int, default=env.get(f"SANDBOX_{name.upper()}_PORT", str(port)))
+    parser.add_argument("--smtp-tls-cert", default=env.get("SANDBOX_SMTP_TLS_CERT", ""),
+                        help="PEM certificate chain: the SMTP relay then offers TLS")
+    parser.add_argument("--smtp-tls-key", default=env.get("SANDBOX_SMTP_TLS_KEY", ""),
+                        help="PEM private key of --smtp-tls-cert")
+    parser.add_argument("--smtp-tls", choices=("starttls", "implicit"), default=env.get("SANDBOX_SMTP_TLS", "starttls"),
+                        help="with a certificate: offer STARTTLS, or speak TLS from the first byte")
     parser.add_argument("--control-port", type=int, default=env.get("SANDBOX_CONTROL_PORT", str(CONTROL_PORT)))
     parser.add_argument(
         "--api-key", default=env.get("SANDBOX_API_KEY", "sandbox-key"), help="the key every provider accepts"
@@ -56,11 +67,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--keep must be 0 or more")
     if args.webhook_delay_ms < 0:
         parser.error("--webhook-delay-ms must be 0 or more")
+    if bool(args.smtp_tls_cert) != bool(args.smtp_tls_key):
+        parser.error("--smtp-tls-cert and --smtp-tls-key go together")
     try:
         args.webhook_formats = webhook_formats(args)
     except ValueError as err:
         parser.error(str(err))
     return args
+
+
+def smtp_emulator(args: argparse.Namespace) -> SmtpEmulator:
+    """The SMTP relay, with a server TLS context when given a certificate (raises OSError for an unreadable one)."""
+    if not args.smtp_tls_cert:
+        return SmtpEmulator(args.api_key, args.keep)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.smtp_tls_cert, args.smtp_tls_key)
+    return SmtpEmulator(args.api_key, args.keep, context, implicit_tls=args.smtp_tls == "implicit")
 
 
 def webhook_formats(args: argparse.Namespace) -> dict[str, WebhookFormat]:
@@ -81,6 +103,7 @@ async def serve(args: argparse.Namespace) -> None:
         ProviderHost(cls(args.api_key, args.keep), args.host, getattr(args, f"{name}_port"))
         for name, cls in EMULATORS.items()
     ]
+    hosts.append(SmtpHost(smtp_emulator(args), args.host, args.smtp_port))
     emitters = [
         WebhookEmitter(name, getattr(args, f"{name}_webhook_url"), fmt, args.webhook_delay_ms / 1000)
         for name, fmt in args.webhook_formats.items()

@@ -17,6 +17,8 @@ class Faults:
     down: bool = False
     reject_recipients: tuple[str, ...] = ()
     retry_after: float | None = None
+    # A provider-specific code sent with an injected error where the API has one (Postmark's ErrorCode).
+    error_code: int | None = None
 
     @classmethod
     def from_json(cls, document: Any) -> "Faults":
@@ -49,6 +51,10 @@ class Faults:
             raise FaultsInvalid("reject_recipients must be a list of non-empty strings")
         if self.retry_after is not None and not (number(self.retry_after) and self.retry_after >= 0):
             raise FaultsInvalid("retry_after must be null or a number of seconds >= 0")
+        if self.error_code is not None and not (
+            isinstance(self.error_code, int) and not isinstance(self.error_code, bool) and self.error_code >= 0
+        ):
+            raise FaultsInvalid("error_code must be null or an integer >= 0")
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "reject_recipients": list(self.reject_recipients)}

@@ -1,9 +1,11 @@
 """One emulated provider on its own port, with the endpoints that read and change its faults and mailbox.
 
-The same endpoints are mounted at `/sandbox` on the provider's port and at `/sandbox/<provider>` on the
-control port, which stays reachable while the provider is down.
+The same endpoints are mounted at `/sandbox` on an HTTP provider's port and at `/sandbox/<provider>` on the
+control port, which stays reachable while the provider is down. A provider that does not speak HTTP (SMTP)
+brings its own listener and is driven through the control port only.
 """
 import asyncio
+from typing import Protocol, cast
 
 import orjson
 from starlette.applications import Starlette
@@ -15,20 +17,48 @@ from providers.sandbox import logs
 from providers.sandbox.emulator import Emulator
 from providers.sandbox.faults import Faults, FaultsInvalid
 from providers.sandbox.listener import Listener
+from providers.sandbox.mailbox import Mailbox
 
 
 def json_response(content: object, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
+class Emulated(Protocol):
+    """What the host drives in any emulated provider, whatever protocol it speaks."""
+
+    name: str
+    faults: Faults
+    mailbox: Mailbox
+
+    def release_held(self) -> None: ...
+
+
+class PortListener(Protocol):
+    """A port that can close (connections refused) and open again while the sandbox runs."""
+
+    port: int
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class ProviderHost:
-    def __init__(self, emulator: Emulator, host: str, port: int) -> None:
+    def __init__(self, emulator: Emulated, host: str, port: int) -> None:
         self.emulator = emulator
         self.name = emulator.name
-        app = Starlette(routes=[*emulator.routes(), Mount("/sandbox", routes=self.sandbox_routes(wait=False))])
-        self.listener = Listener(app, host, port)
+        self.listener = self.listen(host, port)
         self._lock = asyncio.Lock()
         self._changes: set[asyncio.Task[None]] = set()
+
+    def listen(self, host: str, port: int) -> PortListener:
+        """The provider's port: its HTTP API and, under `/sandbox`, its fault and mailbox endpoints."""
+        routes = [*cast(Emulator, self.emulator).routes(), Mount("/sandbox", routes=self.sandbox_routes(wait=False))]
+        return Listener(Starlette(routes=routes), host, port)
 
     @property
     def port(self) -> int:

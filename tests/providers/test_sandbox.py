@@ -12,6 +12,7 @@ from sandbox_client import HOST, Sandbox, sandbox_process
 
 from deploy.processes import free_port, port_open
 from providers import SendResult
+from providers.config import ADAPTERS
 from schemas.model import Mail
 
 
@@ -143,7 +144,7 @@ def test_sendgrid_wire_shape(sandbox: Sandbox) -> None:
 
 
 def test_sigterm_stops_every_server_cleanly(tmp_path: Path) -> None:
-    ports = {"mailgun": free_port(), "sendgrid": free_port()}
+    ports = {name: free_port() for name in ADAPTERS}
     control_port = free_port()
     process = sandbox_process(tmp_path, ports, control_port).start()
     requests.put(f"http://{HOST}:{control_port}/sandbox/mailgun/faults", json={"down": True}, timeout=5)
