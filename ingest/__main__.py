@@ -7,13 +7,18 @@ import tempfile
 import uvicorn
 
 from ingest.config import MULTIPROC_ENV, IngestConfig
+from ingest.tls import TlsConfigInvalid
 
 log = logging.getLogger("mercury.ingest")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    config = IngestConfig.from_env()
+    try:
+        config = IngestConfig.from_env()
+    except TlsConfigInvalid as err:
+        log.error("event=ingest_config_invalid error=%r", str(err))
+        raise SystemExit(2) from err
     # Set before any worker imports prometheus_client: each worker then writes its metrics under it, and
     # a fresh directory per start keeps a previous run's counters out of this one's.
     given = os.environ.get(MULTIPROC_ENV)
@@ -21,6 +26,8 @@ def main() -> None:
     os.makedirs(metrics_dir, exist_ok=True)
     os.environ[MULTIPROC_ENV] = metrics_dir
     log.info("event=ingest_metrics_dir path=%s", metrics_dir)
+    log.info("event=ingest_listening host=%s port=%d scheme=%s", config.host, config.port,
+             "https" if config.tls else "http")
     try:
         uvicorn.run(
             "ingest.app:create_app",
@@ -32,6 +39,9 @@ def main() -> None:
             loop="uvloop",
             http="httptools",
             log_config=None,
+            # Each worker loads the pair itself (checked once above, in IngestConfig).
+            ssl_certfile=config.tls_cert_file or None,
+            ssl_keyfile=config.tls_key_file or None,
         )
     finally:
         if not given:

@@ -3,6 +3,7 @@
 Windows run from `since` to `until` (each ms since the epoch, or an RFC 3339 timestamp with a timezone);
 `since` defaults to an hour ago and `until` to now, so an answer stays cheap however long the history grows.
 """
+import re
 from collections.abc import Callable
 
 import orjson
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from analytics import questions
+from ingest import openapi
 from ingest.requests_body import timestamp_ms
 from schemas.events import now_ms
 from schemas.validation import InvalidMail
@@ -18,9 +20,17 @@ from schemas.validation import InvalidMail
 PREFIX = "/api/v1.0/analytics"
 DEFAULT_WINDOW_S = 3600
 UNFINISHED_WINDOW_S = 86_400
+# 15 digits of ms reach past the year 33000; more would overflow ClickHouse's and the JSON answer's integers.
+_MS = re.compile(r"[0-9]+")
+MAX_MS_DIGITS = 15
+# About 136 years, the span of ClickHouse's DateTime: any older mail cannot exist.
+MAX_AGE_S = 2**32
+# What a moment may be, for the schema: digits of ms since the epoch, or an RFC 3339 timestamp with a timezone.
+MOMENT = {"anyOf": [{"type": "string", "pattern": f"^[0-9]{{1,{MAX_MS_DIGITS}}}$"},
+                    {"type": "string", "format": "date-time"}]}
 SINCE = Query(None, description="window start: ms since the epoch or an RFC 3339 timestamp with a timezone; "
-                                "default one hour ago")
-UNTIL = Query(None, description="window end (excluded), like `since`; default now")
+                                "default one hour ago", json_schema_extra=MOMENT)
+UNTIL = Query(None, description="window end (excluded), like `since`; default now", json_schema_extra=MOMENT)
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -28,9 +38,14 @@ def _json(body: object, status: int = 200) -> Response:
 
 
 def _moment_ms(field: str, value: str | None, default_ms: int) -> int:
+    """ASCII digits are ms (str.isdigit would let '²' through to int()); anything else is an RFC 3339 timestamp."""
     if value is None:
         return default_ms
-    return int(value) if value.isdigit() else timestamp_ms(field, value)
+    if not _MS.fullmatch(value):
+        return timestamp_ms(field, value)
+    if len(value) > MAX_MS_DIGITS:
+        raise InvalidMail(field, f"out of range: at most {MAX_MS_DIGITS} digits of milliseconds")
+    return int(value)
 
 
 def router(client: Callable[[], Client]) -> APIRouter:
@@ -49,7 +64,7 @@ def router(client: Callable[[], Client]) -> APIRouter:
             return _json({"error": f"until ({end}) must be after since ({start})", "field": "until"}, 422)
         return _json({"since": start, "until": end, key: answer(start, end)})
 
-    @api.get("/")
+    @api.get("/", **openapi.ANALYTICS_INDEX)
     def index() -> Response:
         window = "since=&until="
         return _json({name: f"{PREFIX}/{path}" for name, path in (
@@ -59,52 +74,54 @@ def router(client: Callable[[], Client]) -> APIRouter:
             ("feedback", f"feedback?{window}"), ("unfinished", "unfinished?older_than_s=600&since="),
             ("lag", "lag"), ("trace", "mails/<mail_id>/trace"))})
 
-    @api.get("/providers")
+    @api.get("/providers", **openapi.PROVIDERS)
     def providers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Per provider: attempts, sent, failed, success/failure rates, adapter-measured latency quantiles."""
         return windowed(lambda start, end: questions.provider_stats(client(), start, end), since, until, "providers")
 
-    @api.get("/providers/timeline")
+    @api.get("/providers/timeline", **openapi.TIMELINE)
     def provider_timeline(since: str | None = SINCE, until: str | None = UNTIL,
                           bucket_s: int = Query(60, ge=1, le=86_400)) -> Response:
         """The same counts and rates per provider per time bucket, with p50/p95 send latency, for charts."""
         return windowed(lambda start, end: questions.provider_timeline(client(), bucket_s, start, end),
                         since, until, "buckets")
 
-    @api.get("/queue-time")
+    @api.get("/queue-time", **openapi.QUEUE_TIME)
     def queue_time(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Accepted → first dispatched: count, max, avg, p50, p95, p99 (ms)."""
         return windowed(lambda start, end: questions.queue_time_stats(client(), start, end), since, until,
                         "queue_time")
 
-    @api.get("/delivery-time")
+    @api.get("/delivery-time", **openapi.DELIVERY_TIME)
     def delivery_time(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Accepted → sent: count, max, avg, p50, p95, p99 (ms)."""
         return windowed(lambda start, end: questions.delivery_time_stats(client(), start, end), since, until,
                         "delivery_time")
 
-    @api.get("/failure-causes")
+    @api.get("/failure-causes", **openapi.FAILURE_CAUSES)
     def failure_causes(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Failed attempts per provider: network, provider outage, rate limit, permanent, provider failure,
         ambiguous."""
         return windowed(lambda start, end: questions.failure_causes(client(), start, end), since, until,
                         "failure_causes")
 
-    @api.get("/breakers")
+    @api.get("/breakers", **openapi.BREAKERS)
     def breakers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Each provider's breaker as last recorded, and every change (open, probe, close, throttle) in the window."""
         return windowed(lambda start, end: questions.breakers(client(), start, end), since, until, "breakers")
 
-    @api.get("/feedback")
+    @api.get("/feedback", **openapi.FEEDBACK)
     def feedback(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """What providers reported through their webhooks, per provider: delivered, bounces, complaints, opens,
         clicks, unsubscribes."""
         return windowed(lambda start, end: questions.provider_feedback(client(), start, end), since, until,
                         "feedback")
 
-    @api.get("/unfinished")
-    def unfinished(older_than_s: float = Query(600, ge=0), limit: int = Query(100, ge=1, le=1000),
-                   since: str | None = Query(None, description="oldest acceptance looked at; default a day ago")
+    @api.get("/unfinished", **openapi.UNFINISHED)
+    def unfinished(older_than_s: float = Query(600, ge=0, le=MAX_AGE_S, allow_inf_nan=False),
+                   limit: int = Query(100, ge=1, le=1000),
+                   since: str | None = Query(None, description="oldest acceptance looked at; default a day ago",
+                                             json_schema_extra=MOMENT)
                    ) -> Response:
         """Mails accepted at least `older_than_s` ago with no terminal event: lost or stuck, with their last event."""
         def answer(start: int, end: int) -> list[dict]:
@@ -112,7 +129,7 @@ def router(client: Callable[[], Client]) -> APIRouter:
 
         return windowed(answer, since, None, "mails", UNFINISHED_WINDOW_S)
 
-    @api.get("/mails/{mail_id}/trace")
+    @api.get("/mails/{mail_id}/trace", **openapi.TRACE)
     def trace(mail_id: str) -> Response:
         """When it entered, whether it was rejected, providers tried, why attempts failed, where it is now, and
         what the provider reported afterwards."""

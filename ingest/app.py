@@ -2,11 +2,12 @@
 import logging
 import threading
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import orjson
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import analytics_api, dashboard, lag, metrics, schema_registry, webhooks
+from ingest import analytics_api, dashboard, lag, metrics, openapi, schema_registry, webhooks
 from ingest.config import IngestConfig
 from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
 from schemas.producer import AsyncProducer, BrokerUnavailable
@@ -29,6 +30,8 @@ log = logging.getLogger("mercury.ingest")
 API = "/api/v1.0"
 RETRY_AFTER_S = "2"
 PIPELINE_EVENTS = frozenset(str(e) for e in EventType)
+MAX_PER_PAGE = 500
+MAX_PAGE = 1_000_000_000
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -78,6 +81,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     app.include_router(webhooks.router(config))
     app.include_router(lag.router(config.bootstrap))
     dashboard.install(app)
+    openapi.install(app)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> Response:
@@ -120,7 +124,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         metrics.MAILS_REJECTED.labels(str(status)).inc()
         return _error(status, str(err), field=err.field, mail_id=mail_id)
 
-    @app.get(f"{API}/")
+    @app.get(f"{API}/", **openapi.INDEX)
     def index() -> Response:
         return _json({
             "version": "1.0",
@@ -181,7 +185,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             recent.put(key, mail.id, digest)
         return answer
 
-    @app.post(f"{API}/mails/", status_code=202)
+    @app.post(f"{API}/mails/", status_code=202, **openapi.CREATE_MAIL)
     async def create_mail(request: Request) -> Response:
         producer: AsyncProducer = request.app.state.producer
         # A rejection never lands on a key's mail: its history would end in `rejected` though it was sent.
@@ -197,15 +201,17 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             return await accept(producer, mail)
         return await accept_once(producer, key, mail, body, rejection_id)
 
-    @app.get("/metrics")
+    @app.get("/metrics", **openapi.METRICS)
     def prometheus_metrics() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.get(f"{API}/mails/")
-    def list_mails(page: int = 1, per_page: int = 50) -> Response:
-        if page < 1 or not 1 <= per_page <= 500:
-            return _error(422, "page must be >= 1 and per_page between 1 and 500")
+    @app.get(f"{API}/mails/", **openapi.LIST_MAILS)
+    def list_mails(page: int = Query(1, json_schema_extra={"minimum": 1, "maximum": MAX_PAGE}),
+                   per_page: int = Query(50, json_schema_extra={"minimum": 1, "maximum": MAX_PER_PAGE})) -> Response:
+        # Bounded so the row offset stays within ClickHouse's integers (past that it answered as if it were down).
+        if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
+            return _error(422, f"page must be between 1 and {MAX_PAGE} and per_page between 1 and {MAX_PER_PAGE}")
         mails, total = stores.get().list_mails(limit=per_page, offset=(page - 1) * per_page)
         has_next = page * per_page < total
         return _json({
@@ -216,28 +222,28 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             "next": f"{API}/mails/?page={page + 1}&per_page={per_page}" if has_next else None,
         })
 
-    @app.get(f"{API}/mails/{{mail_id}}")
+    @app.get(f"{API}/mails/{{mail_id}}", **openapi.GET_MAIL)
     def get_mail(mail_id: str) -> Response:
         mail = stores.get().get_mail(mail_id)
         if mail is None:
             return _error(404, f"mail {mail_id} not found")
         return _json(_with_links(mail))
 
-    @app.get(f"{API}/mails/{{mail_id}}/events/")
+    @app.get(f"{API}/mails/{{mail_id}}/events/", **openapi.LIST_EVENTS)
     def list_events(mail_id: str) -> Response:
         events = stores.get().mail_events(mail_id)
         if not events and stores.get().get_mail(mail_id) is None:
             return _error(404, f"mail {mail_id} not found")
         return _json({"mail": mail_id, "events": events})
 
-    @app.get(f"{API}/mails/{{mail_id}}/events/{{event_id}}")
+    @app.get(f"{API}/mails/{{mail_id}}/events/{{event_id}}", **openapi.GET_EVENT)
     def get_event(mail_id: str, event_id: str) -> Response:
         event = stores.get().get_event(mail_id, event_id)
         if event is None:
             return _error(404, f"event {event_id} of mail {mail_id} not found")
         return _json(event)
 
-    @app.post(f"{API}/mails/{{mail_id}}/events/", status_code=202)
+    @app.post(f"{API}/mails/{{mail_id}}/events/", status_code=202, **openapi.CREATE_EVENT)
     async def create_event(mail_id: str, request: Request) -> Response:
         """Clients record their own steps (a webhook seen, a user action); pipeline event names are reserved."""
         try:
@@ -259,8 +265,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             await request.app.state.producer.send(topics.EVENTS, mail_id, encode_event(event))
         except BrokerUnavailable:
             return _error(503, "the event stream is unavailable; nothing was recorded, retry later")
-        url = f"{API}/mails/{mail_id}/events/{event['id']}"
-        return _json(event, 202, {"Location": url})
+        return _json(event, 202, {"Location": f"{_mail_url(mail_id)}/events/{event['id']}"})
 
     return app
 
@@ -277,9 +282,15 @@ def _status_for(err: InvalidMail) -> int:
     return 400 if err.field == "body" or isinstance(err, BadKey) else 422
 
 
+def _mail_url(mail_id: str) -> str:
+    """Percent-encoded: an id from an outside producer or a client's path may hold any character, and a header
+    holds only Latin-1."""
+    return f"{API}/mails/{quote(mail_id, safe='')}"
+
+
 def _accepted(mail: Mail, replayed: bool = False) -> Response:
     """The 202 answer; a replay gets exactly the first answer's body and headers, marked as a replay."""
-    url = f"{API}/mails/{mail.id}"
+    url = _mail_url(mail.id)
     body: dict[str, object] = {"id": mail.id, "status": "accepted", "url": url}
     if mail.send_at:
         body["send_at"] = mail.send_at
@@ -290,4 +301,5 @@ def _accepted(mail: Mail, replayed: bool = False) -> Response:
 
 
 def _with_links(mail: dict) -> dict:
-    return {**mail, "url": f"{API}/mails/{mail['id']}", "events_url": f"{API}/mails/{mail['id']}/events/"}
+    url = _mail_url(mail["id"])
+    return {**mail, "url": url, "events_url": f"{url}/events/"}

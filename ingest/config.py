@@ -2,6 +2,7 @@
 import os
 from dataclasses import dataclass, field
 
+from ingest.tls import CERT_ENV, KEY_ENV, check_tls_files
 from ingest.webhook_signatures import load_sendgrid_public_key
 
 # Where the gateway's worker processes keep their Prometheus metrics (prometheus-client multiprocess mode).
@@ -19,11 +20,20 @@ class IngestConfig:
     # Webhook secrets: empty means that provider's webhook answers 503. Kept out of repr, so never logged.
     mailgun_webhook_signing_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = field(default="", repr=False)
+    # HTTPS when both are given (PEM files); neither means plain HTTP, for a proxy that terminates TLS in front.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     def __post_init__(self) -> None:
-        """An unusable webhook key stops the gateway here, before any worker starts (WebhookKeyInvalid)."""
+        """An unusable webhook key (WebhookKeyInvalid) or TLS pair (TlsConfigInvalid) stops the gateway here,
+        before any worker starts."""
         if self.sendgrid_webhook_public_key:
             load_sendgrid_public_key(self.sendgrid_webhook_public_key)
+        check_tls_files(self.tls_cert_file, self.tls_key_file)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "IngestConfig":
@@ -37,4 +47,6 @@ class IngestConfig:
             workers=int(env.get("MERCURY_INGEST_WORKERS", "2")),
             mailgun_webhook_signing_key=env.get("MERCURY_MAILGUN_WEBHOOK_SIGNING_KEY", "").strip(),
             sendgrid_webhook_public_key=env.get("MERCURY_SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
+            tls_cert_file=env.get(CERT_ENV, "").strip(),
+            tls_key_file=env.get(KEY_ENV, "").strip(),
         )

@@ -26,6 +26,7 @@ from fastapi.responses import Response
 
 from analytics.rows import ROUTES
 from analytics.sink import SinkConfig
+from ingest import openapi
 from schemas import topics
 
 log = logging.getLogger("mercury.ingest.lag")
@@ -162,7 +163,7 @@ def router(bootstrap: str) -> APIRouter:
     api = APIRouter(tags=["analytics"])
     reader = LagReader(bootstrap)
 
-    @api.get(PATH)
+    @api.get(PATH, **openapi.LAG)
     def lag() -> Response:
         """Per consumer group, topic and partition: committed offset, end offset and the lag between them."""
         try:

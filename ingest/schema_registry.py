@@ -4,13 +4,19 @@ confluent-kafka's AvroSerializer registers (or looks up) its schema before the f
 with Mercury's fixed ids lets a producer point `schema.registry.url` at the gateway and write records the
 dispatcher decodes. A schema that is not Mercury's is refused, as a real registry refuses an incompatible one.
 """
-from fastapi import APIRouter, Request
+import re
+
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from ingest import openapi
 from schemas import registry
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+_VERSION = re.compile(r"[0-9]{1,9}")
 router = APIRouter(prefix="/schema-registry", tags=["schema registry"])
+SUBJECT = Path(description="a topic's value subject",
+               examples=sorted({schema.subject for schema in registry.schemas().values()}))
 
 
 def _answer(body: object, status: int = 200) -> JSONResponse:
@@ -25,12 +31,12 @@ def _version(schema: registry.RegisteredSchema, subject: str) -> dict:
     return {"subject": subject, "version": schema.version, "id": schema.id, "schema": schema.canonical}
 
 
-@router.get("/subjects")
+@router.get("/subjects", **openapi.REGISTRY_SUBJECTS)
 def subjects() -> JSONResponse:
     return _answer([s.subject for s in registry.schemas().values()])
 
 
-@router.get("/schemas/ids/{schema_id}")
+@router.get("/schemas/ids/{schema_id}", **openapi.REGISTRY_SCHEMA_BY_ID)
 def schema_by_id(schema_id: int) -> JSONResponse:
     schema = registry.schemas().get(schema_id)
     if schema is None:
@@ -38,28 +44,29 @@ def schema_by_id(schema_id: int) -> JSONResponse:
     return _answer({"schema": schema.canonical})
 
 
-@router.get("/subjects/{subject}/versions")
-def versions(subject: str) -> JSONResponse:
+@router.get("/subjects/{subject}/versions", **openapi.REGISTRY_VERSIONS)
+def versions(subject: str = SUBJECT) -> JSONResponse:
     versions = registry.subject_versions(subject)
     if not versions:
         return _error(404, 40401, f"subject {subject!r} not found")
     return _answer([schema.version for schema in versions])
 
 
-@router.get("/subjects/{subject}/versions/{version}")
-def version(subject: str, version: str) -> JSONResponse:
+@router.get("/subjects/{subject}/versions/{version}", **openapi.REGISTRY_VERSION)
+def version(version: str, subject: str = SUBJECT) -> JSONResponse:
     versions = registry.subject_versions(subject)
     if not versions:
         return _error(404, 40401, f"subject {subject!r} not found")
-    wanted = len(versions) if version in ("latest", "-1") else int(version) if version.isdigit() else 0
+    # Versions are small: a long or non-ASCII digit string (str.isdigit accepts '²') is no version.
+    wanted = len(versions) if version in ("latest", "-1") else int(version) if _VERSION.fullmatch(version) else 0
     if not 1 <= wanted <= len(versions):
         return _error(404, 40402, f"version {version} not found")
     return _answer(_version(versions[wanted - 1], subject))
 
 
-@router.post("/subjects/{subject}/versions")
-@router.post("/subjects/{subject}")
-async def register(subject: str, request: Request) -> JSONResponse:
+@router.post("/subjects/{subject}/versions", **openapi.REGISTRY_REGISTER)
+@router.post("/subjects/{subject}", **openapi.REGISTRY_REGISTER)
+async def register(request: Request, subject: str = SUBJECT) -> JSONResponse:
     """Registration and lookup both answer with the fixed id when the schema is one of Mercury's versions."""
     expected = registry.by_subject(subject)
     if expected is None:

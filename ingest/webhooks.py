@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ingest import metrics
+from ingest import metrics, openapi
 from ingest.config import IngestConfig
 from ingest.webhook_payloads import SCHEMA, PayloadInvalid, mailgun_records, sendgrid_records
 from ingest.webhook_signatures import (
@@ -125,14 +125,14 @@ def router(config: IngestConfig) -> APIRouter:
         verified = sendgrid.verify(body, headers.get(SENDGRID_SIGNATURE_HEADER), headers.get(SENDGRID_TIMESTAMP_HEADER))
         return verified, sendgrid_records(_parse(body), received_at)
 
-    @api.post("/mailgun")
+    @api.post("/mailgun", **openapi.MAILGUN_WEBHOOK)
     async def mailgun_webhook(request: Request) -> Response:
         """Mailgun webhooks (JSON): one event per request."""
         if mailgun is None:
             return unconfigured("mailgun", "Mailgun")
         return await handle("mailgun", request, mailgun, mailgun_batch)
 
-    @api.post("/sendgrid")
+    @api.post("/sendgrid", **openapi.SENDGRID_WEBHOOK)
     async def sendgrid_webhook(request: Request) -> Response:
         """SendGrid Signed Event Webhook: a JSON array of events per request."""
         if sendgrid is None:
