@@ -39,6 +39,11 @@ def _time(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _since(ms: int, accepted: int | None) -> str:
+    """Signed: a provider that stamps whole seconds can report a moment before the acceptance."""
+    return "" if accepted is None else f"{ms - accepted:+d}ms"
+
+
 def _detail(event: dict) -> str:
     """What an event adds to its name: outcome, cause, status, message id or reason."""
     parts = [f"{key}={event[key]}" for key in ("outcome", "cause", "status", "message_id") if event.get(key)]
@@ -58,11 +63,11 @@ def trace(args: argparse.Namespace) -> int:
     print(f"mail {args.mail_id}: {found['status']}; accepted {_time(accepted)}; finished {_time(found['finished_at'])}"
           f"; providers tried: {', '.join(found['providers_tried']) or 'none'}")
     for event in found["events"]:
-        offset = f"+{event['created_at'] - accepted}ms" if accepted is not None else ""
+        offset = _since(event["created_at"], accepted)
         print(f"  {_time(event['created_at'])} {offset:>10} {event['event']:<16} {event['provider'] or '-':<10} "
               f"{event['created_by']:<14} {_detail(event)}".rstrip())
     for report in found["feedback"]:
-        offset = f"+{report['created_at'] - accepted}ms" if accepted is not None else ""
+        offset = _since(report["created_at"], accepted)
         extra = " ".join(f"{key}={report[key]}" for key in ("bounce", "reason", "url") if report[key])
         print(f"  {_time(report['created_at'])} {offset:>10} {report['event']:<16} {report['provider']:<10} "
               f"{'webhook':<14} recipient={report['recipient']} {extra}".rstrip())

@@ -66,6 +66,9 @@
     if (ms < 60000) return `${(ms / 1000).toFixed(2)} s`;
     return `${(ms / 60000).toFixed(1)} min`;
   }
+  // Time since acceptance, signed: a provider stamping whole seconds can report a moment before it.
+  const fmtSince = (ms, accepted) =>
+    (accepted === null ? "" : (ms < accepted ? "-" : "+") + fmtMs(Math.abs(ms - accepted)));
   const iso = (ms) => new Date(ms).toISOString();
   const fmtClock = (ms) => iso(ms).slice(11, 19);
   const fmtStamp = (ms) => (ms === null || ms === undefined ? "–" : iso(ms).replace("T", " ").slice(0, 23));
@@ -394,7 +397,7 @@
     const accepted = trace.accepted_at;
     const rows = trace.events.map((e) => el("tr", { "data-event": e.event },
       el("td", { class: "time" }, fmtStamp(e.created_at)),
-      el("td", { class: "num" }, accepted === null ? "" : `+${fmtMs(e.created_at - accepted)}`),
+      el("td", { class: "num" }, fmtSince(e.created_at, accepted)),
       el("td", { "data-field": "event" }, e.event),
       el("td", {}, e.provider || ""),
       el("td", { class: "by" }, e.created_by || ""),
@@ -402,7 +405,7 @@
     // What the provider reported afterwards through its webhooks, joined by message id.
     const reports = trace.feedback.map((f) => el("tr", { "data-feedback": f.event },
       el("td", { class: "time" }, fmtStamp(f.created_at)),
-      el("td", { class: "num" }, accepted === null ? "" : `+${fmtMs(f.created_at - accepted)}`),
+      el("td", { class: "num" }, fmtSince(f.created_at, accepted)),
       el("td", { "data-field": "event" }, f.event),
       el("td", {}, f.provider),
       el("td", { class: "by" }, "webhook"),
