@@ -16,9 +16,9 @@ from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import DeliveryLedger
 from dispatcher.pipeline import run_ordered
-from dispatcher.publishing import Publisher
+from schemas.publishing import Publisher
 from dispatcher.ratelimit import RateLimits
-from dispatcher.replica import TopicReplica
+from schemas.replica import TopicReplica
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
 from schemas import topics

@@ -15,7 +15,7 @@ from dispatcher import metrics
 from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import Job, Source, job_from_record
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
-from dispatcher.publishing import Output
+from schemas.publishing import Output
 from dispatcher.ratelimit import RateLimits
 from providers.base import ProviderAdapter, SendResult
 from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,

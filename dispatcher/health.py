@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dispatcher.metrics import BREAKER_STATE, BREAKER_VALUES
-from dispatcher.publishing import Output
+from schemas.publishing import Output
 from providers.errors import AmbiguousError, ProviderError, ProviderFailure, ThrottledError, TransientError
 from schemas import codec, topics
 from schemas.events import now_ms

@@ -11,8 +11,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from dispatcher.publishing import Output
-from dispatcher.replica import Publish, TopicReplica
+from schemas.publishing import Output
+from schemas.replica import Publish, TopicReplica
 from schemas import codec, topics
 from schemas.events import now_ms
 

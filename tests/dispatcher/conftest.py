@@ -9,8 +9,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from dispatcher.health import FleetHealth
 from dispatcher.ledger import DeliveryLedger
-from dispatcher.publishing import Publisher
-from dispatcher.replica import TopicReplica
+from schemas.publishing import Publisher
+from schemas.replica import TopicReplica
 from schemas.producer import AsyncProducer
 
 

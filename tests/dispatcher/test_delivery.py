@@ -13,7 +13,7 @@ from dispatcher.delivery import MAX_DEAD_PAYLOAD, Dispatcher
 from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import SENDING
-from dispatcher.publishing import Output
+from schemas.publishing import Output
 from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers

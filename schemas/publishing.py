@@ -1,11 +1,11 @@
-"""Writing the dispatcher's records: nothing it produced may be dropped, so a write is retried until acked."""
+"""Writing records that must not be dropped (the dispatcher's outputs, shared state): a write is retried until acked."""
 import asyncio
 import logging
 from dataclasses import dataclass
 
 from schemas.producer import AsyncProducer
 
-log = logging.getLogger("mercury.dispatcher.publishing")
+log = logging.getLogger("mercury.schemas.publishing")
 BACKOFF_MAX_S = 5.0
 
 

@@ -13,9 +13,9 @@ from itertools import count
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from dispatcher.publishing import Output
+from schemas.publishing import Output
 
-log = logging.getLogger("mercury.dispatcher.replica")
+log = logging.getLogger("mercury.schemas.replica")
 MARKER = "marker/"
 BATCH = 500
 
