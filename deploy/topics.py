@@ -11,9 +11,9 @@ log = logging.getLogger("mercury.deploy.topics")
 
 
 def _new_topic(name: str, partitions: int) -> NewTopic:
-    """Provider health is a handful of keys read by every worker, and scheduled mails are few and long-lived:
-    one partition each keeps the health order total and the broker's fetches small."""
-    if name == topics.HEALTH or name.startswith(topics.SCHEDULE_PREFIX):
+    """Provider health and the control topics are a handful of keys read by every process, and scheduled mails
+    are few and long-lived: one partition each keeps their order total and the broker's fetches small."""
+    if name in topics.SINGLE_PARTITION or name.startswith(topics.SCHEDULE_PREFIX):
         partitions = 1
     config = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
     return NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)

@@ -1,8 +1,9 @@
 """Topic names, registered once. The retry ladder has one topic per level; its delays are configuration.
 
 Scheduled mails hop through a fixed set of delay topics (each in due-time order, like the ladder) until
-their time comes; the health and ledger topics are compacted: only the latest record per key matters.
-Provider webhooks land on the feedback topic, keyed by the provider's message id.
+their time comes; the health and ledger topics are compacted: only the latest record per key matters, and so
+are the three control topics every gateway and worker follows (API keys, the provider registry and the
+configurations). Provider webhooks land on the feedback topic, keyed by the provider's message id.
 """
 import os
 from collections.abc import Mapping
@@ -13,10 +14,15 @@ DEAD = "mail.dead"
 HEALTH = "mail.health"
 LEDGER = "mail.ledger"
 FEEDBACK = "mail.feedback"
+API_KEYS = "mail.api-keys"
+PROVIDERS = "mail.providers"
+CONFIGURATIONS = "mail.configurations"
 RETRY_PREFIX = "mail.retry."
 SCHEDULE_PREFIX = "mail.schedule."
 SCHEDULE_DELAYS: tuple[int, ...] = (1, 5, 30, 300, 3600)
-COMPACTED = frozenset({HEALTH, LEDGER})
+COMPACTED = frozenset({HEALTH, LEDGER, API_KEYS, PROVIDERS, CONFIGURATIONS})
+# Small topics read whole by every process: one partition keeps their order total.
+SINGLE_PARTITION = frozenset({HEALTH, API_KEYS, PROVIDERS, CONFIGURATIONS})
 
 
 def retry_delays(env: Mapping[str, str] = os.environ) -> list[float]:
@@ -56,4 +62,5 @@ def schedule_topics() -> list[str]:
 
 def all_topics(env: Mapping[str, str] = os.environ) -> list[str]:
     """Every topic, with as many retry levels as the environment's ladder has."""
-    return [REQUESTS, EVENTS, DEAD, HEALTH, LEDGER, FEEDBACK, *retry_topics(env), *schedule_topics()]
+    return [REQUESTS, EVENTS, DEAD, HEALTH, LEDGER, FEEDBACK, API_KEYS, PROVIDERS, CONFIGURATIONS,
+            *retry_topics(env), *schedule_topics()]

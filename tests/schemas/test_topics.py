@@ -16,7 +16,7 @@ def test_the_ladder_has_one_topic_per_delay(monkeypatch):
     monkeypatch.setenv("MERCURY_RETRY_DELAYS", "1, 2.5,10")
     assert topics.retry_delays() == [1.0, 2.5, 10.0]
     assert topics.retry_topics() == ["mail.retry.0", "mail.retry.1", "mail.retry.2"]
-    assert len(set(topics.all_topics())) == len(topics.all_topics()) == 9 + len(topics.SCHEDULE_DELAYS)
+    assert len(set(topics.all_topics())) == len(topics.all_topics()) == 12 + len(topics.SCHEDULE_DELAYS)
 
 
 @pytest.mark.parametrize("raw", ["", "0,5", "-1", "five"])
