@@ -1,5 +1,5 @@
 """The shared vocabulary as the SQL sees it: query parameters, so no query spells an event name itself,
-and the one definition of the order of a mail's events."""
+the one definition of the order of a mail's events, and the window bounds every question filters with."""
 from schemas.vocabulary import TERMINAL_EVENTS, Bounce, EventType, FailureCause, FeedbackEvent, Outcome
 
 SQL_PARAMS: dict[str, object] = {
@@ -19,6 +19,14 @@ SQL_PARAMS: dict[str, object] = {
 EVENT_SEQUENCE = (
     "created_at_ms, multiIf(event = %(event_accepted)s, 0, event IN %(terminal)s, 2, 1), kafka_offset, id"
 )
+
+# Rows in the window [since, until); the created_at bounds let the server skip whole days (partitions) outside it.
+IN_WINDOW = """
+    created_at >= toDateTime(%(since_s)s) AND created_at < toDateTime(%(until_s)s)
+    AND created_at_ms >= %(since_ms)s AND created_at_ms < %(until_ms)s
+"""
+# Rows from the window's start on, without end: what happened later to mails accepted in the window.
+FROM_START = "created_at >= toDateTime(%(since_s)s) AND created_at_ms >= %(since_ms)s"
 
 
 def params(**values: object) -> dict[str, object]:

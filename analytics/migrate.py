@@ -56,12 +56,15 @@ def migrate(client: Client, admin: Client | None = None, retention_days: int = 0
 
 
 def server_state(client: Client, database: str, retention_days: int = 0) -> Server:
-    """The server's version and the database's tables, read now (each migration sees its predecessors' work)."""
+    """The server's version and the database's tables and columns, read now (each migration sees its
+    predecessors' work)."""
     (version,), = client.execute("SELECT version()")
     major, minor = (int(part) for part in version.split(".")[:2])
     tables = frozenset(name for (name,) in client.execute(
         "SELECT name FROM system.tables WHERE database = %(database)s", {"database": database}))
-    return Server(database, (major, minor), tables, retention_days)
+    columns = frozenset((table, name) for table, name in client.execute(
+        "SELECT table, name FROM system.columns WHERE database = %(database)s", {"database": database}))
+    return Server(database, (major, minor), tables, retention_days, columns)
 
 
 def _system_client(client: Client) -> Client:

@@ -10,6 +10,10 @@ producers that never passed the gateway are counted too.
 Every question over time takes a window [since_ms, until_ms). Tables are partitioned by day, and each
 window also bounds created_at (the partition column), so a question reads only the days it covers.
 
+Every question about mails or events takes a tenant (analytics.tenants): None answers for every tenant,
+a tenant name only about that tenant's mails and their events. Fleet-wide views (breakers, provider
+feedback) take none.
+
 Quantiles are exact (quantilesExact: the value at rank floor(level * n) of the sorted durations, no
 interpolation). quantileTiming would clamp at 30 s, and quantilesTDigest answers differently on 18.16
 and on current ClickHouse; exact quantiles cost memory in proportion to the rows in the window, so
@@ -19,18 +23,12 @@ import math
 
 from clickhouse_driver import Client
 
-from analytics.lifecycle import EVENT_SEQUENCE, params
+from analytics import tenants
+from analytics.lifecycle import EVENT_SEQUENCE, FROM_START, IN_WINDOW, params
 from analytics.store import QUEUED, MailStore
 from schemas import events
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
 
-# Rows in the window; the created_at bounds let the server skip whole days (partitions) outside it.
-_IN_WINDOW = """
-    created_at >= toDateTime(%(since_s)s) AND created_at < toDateTime(%(until_s)s)
-    AND created_at_ms >= %(since_ms)s AND created_at_ms < %(until_ms)s
-"""
-# Rows from the window's start on, without end: what happened later to mails accepted in the window.
-_FROM_START = "created_at >= toDateTime(%(since_s)s) AND created_at_ms >= %(since_ms)s"
 
 # The milestones of mails accepted in the window: their events, and their mails row standing in for an
 # `accepted` event. (The mails branch renames id in a subquery: an alias named like a column replaces
@@ -38,11 +36,11 @@ _FROM_START = "created_at >= toDateTime(%(since_s)s) AND created_at_ms >= %(sinc
 _MILESTONES = f"""
     SELECT mail, '' AS id, %(event_accepted)s AS event, created_at_ms, toUInt64(0) AS kafka_offset,
            '' AS provider, 0 AS is_event
-    FROM (SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {_IN_WINDOW})
+    FROM (SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {IN_WINDOW}{tenants.MAILS})
     UNION ALL
     SELECT mail, id, event, created_at_ms, kafka_offset, provider, 1 AS is_event
     FROM events FINAL
-    PREWHERE {_FROM_START}
+    PREWHERE {FROM_START}{tenants.EVENTS_ACCEPTED_FROM_START}
 """
 
 _DURATION_STATS = f"""
@@ -67,11 +65,12 @@ _UNFINISHED = f"""
     SELECT mail, min(created_at_ms) AS accepted_ms
     FROM
     (
-        SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {_IN_WINDOW}
+        SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {IN_WINDOW}{tenants.MAILS}
         UNION ALL
-        SELECT mail, created_at_ms FROM events FINAL PREWHERE event = %(event_accepted)s AND {_IN_WINDOW}
+        SELECT mail, created_at_ms FROM events FINAL
+        PREWHERE event = %(event_accepted)s AND {IN_WINDOW}{tenants.EVENTS_ACCEPTED_FROM_START}
     )
-    WHERE mail NOT IN (SELECT mail FROM events FINAL PREWHERE event IN %(terminal)s AND {_FROM_START})
+    WHERE mail NOT IN (SELECT mail FROM events FINAL PREWHERE event IN %(terminal)s AND {FROM_START})
     GROUP BY mail
     ORDER BY accepted_ms, mail
     LIMIT %(limit)s
@@ -85,7 +84,7 @@ _LAST_EVENTS = f"""
         argMaxIf(provider, ({EVENT_SEQUENCE}), event = %(event_dispatched)s),
         countIf(event = %(event_dispatched)s)
     FROM events FINAL
-    PREWHERE mail IN %(mails)s AND {_FROM_START}
+    PREWHERE mail IN %(mails)s AND {FROM_START}
     GROUP BY mail
 """
 
@@ -100,7 +99,7 @@ _PROVIDER_STATS = f"""
         avgIf(latency_ms, event = %(event_sent)s) AS latency_avg,
         quantilesExactIf(0.5, 0.95, 0.99)(latency_ms, event = %(event_sent)s) AS latency_quantiles
     FROM events FINAL
-    PREWHERE provider != '' AND {_IN_WINDOW}
+    PREWHERE provider != '' AND {IN_WINDOW}{tenants.EVENTS}
     GROUP BY provider
     ORDER BY provider
 """
@@ -114,7 +113,7 @@ _PROVIDER_TIMELINE = f"""
         countIf(event = %(event_attempt_failed)s) AS failed,
         quantilesExactIf(0.5, 0.95)(latency_ms, event = %(event_sent)s) AS latency_quantiles
     FROM events FINAL
-    PREWHERE provider != '' AND {_IN_WINDOW}
+    PREWHERE provider != '' AND {IN_WINDOW}{tenants.EVENTS}
     GROUP BY bucket_start_ms, provider
     ORDER BY bucket_start_ms, provider
 """
@@ -130,7 +129,7 @@ _FAILURE_CAUSES = f"""
         countIf(outcome = %(outcome_ambiguous)s) AS ambiguous,
         count() AS total
     FROM events FINAL
-    PREWHERE event = %(event_attempt_failed)s AND {_IN_WINDOW}
+    PREWHERE event = %(event_attempt_failed)s AND {IN_WINDOW}{tenants.EVENTS}
     GROUP BY provider
     ORDER BY provider
 """
@@ -160,7 +159,7 @@ _FEEDBACK_COUNTS = f"""
         countIf(event = %(feedback_clicked)s) AS clicked,
         countIf(event = %(feedback_unsubscribed)s) AS unsubscribed
     FROM provider_feedback FINAL
-    PREWHERE {_IN_WINDOW}
+    PREWHERE {IN_WINDOW}
     GROUP BY provider
     ORDER BY provider
 """
@@ -186,7 +185,7 @@ _BREAKERS_NOW = """
 _BREAKER_CHANGES = f"""
     SELECT provider, state, created_at_ms, worker, reason, opened_at_ms, probe_owner, throttled_until_ms
     FROM provider_health FINAL
-    PREWHERE {_IN_WINDOW}
+    PREWHERE {IN_WINDOW}
     ORDER BY created_at_ms, kafka_offset
     LIMIT %(limit)s
 """
@@ -209,11 +208,14 @@ _TERMINAL = {event.value for event in TERMINAL_EVENTS}
 _LAST_MS = 2**32 * 1000 - 1
 
 
-def mail_trace(client: Client, mail_id: str) -> dict | None:
+def mail_trace(client: Client, mail_id: str, tenant: str | None = None) -> dict | None:
     """A mail's whole life: when it entered, whether it was rejected, the providers tried, why attempts
     failed, where it is now, and what the providers reported afterwards (joined by their message ids).
-    None when nothing is known about the id."""
-    mail = MailStore(client).get_mail(mail_id)
+    None when nothing is known about the id, or when the mail is not `tenant`'s."""
+    store = MailStore(client)
+    mail = store.get_mail(mail_id, tenant=tenant)
+    if mail is None and tenant is not None and not store.mail_events(mail_id, tenant=tenant):
+        return None  # another tenant's, or nothing: only a request this tenant had rejected is its own
     events = [_trace_event(row) for row in client.execute(_TRACE_EVENTS, params(mail=mail_id))]
     if mail is None and not events:
         return None
@@ -253,6 +255,7 @@ def _trace_event(row: tuple) -> dict:
 
 def unfinished_mails(
     client: Client, older_than_s: float, now_ms: int | None = None, limit: int = 1000, since_ms: int | None = None,
+    tenant: str | None = None,
 ) -> list[dict]:
     """Mails accepted since since_ms and at least older_than_s ago with no terminal event yet, oldest first,
     each with its last event (None when no event followed acceptance) and the last provider it was
@@ -260,7 +263,7 @@ def unfinished_mails(
     now_ms = events.now_ms() if now_ms is None else now_ms
     cutoff_ms = max(0, now_ms - int(older_than_s * 1000))
     window = _window(since_ms, cutoff_ms + 1, limit=limit)
-    accepted = client.execute(_UNFINISHED, window)
+    accepted = client.execute(*tenants.scoped(_UNFINISHED, tenant, **window))
     if not accepted:
         return []
     last = {mail: rest for mail, *rest in client.execute(
@@ -275,20 +278,26 @@ def unfinished_mails(
     return result
 
 
-def queue_time_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> dict:
+def queue_time_stats(
+    client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
+) -> dict:
     """Accepted → first dispatched, over mails accepted in the window: count, max/avg/p50/p95/p99 ms."""
-    return _duration_stats(client, EventType.DISPATCHED, since_ms, until_ms)
+    return _duration_stats(client, EventType.DISPATCHED, since_ms, until_ms, tenant)
 
 
-def delivery_time_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> dict:
+def delivery_time_stats(
+    client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
+) -> dict:
     """Accepted → sent, over mails accepted in the window: count, max/avg/p50/p95/p99 ms."""
-    return _duration_stats(client, EventType.SENT, since_ms, until_ms)
+    return _duration_stats(client, EventType.SENT, since_ms, until_ms, tenant)
 
 
-def provider_stats(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> list[dict]:
+def provider_stats(
+    client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
+) -> list[dict]:
     """Per provider in the window: attempts (dispatched), sent, failed (attempt_failed), their rates over
     attempts, and the latency of sent attempts as the provider adapters measured it."""
-    rows = client.execute(_PROVIDER_STATS, _window(since_ms, until_ms))
+    rows = _ask(client, _PROVIDER_STATS, tenant, since_ms, until_ms)
     return [
         {
             "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
@@ -301,12 +310,13 @@ def provider_stats(client: Client, since_ms: int | None = None, until_ms: int | 
 
 def provider_timeline(
     client: Client, bucket_s: int = 60, since_ms: int | None = None, until_ms: int | None = None,
+    tenant: str | None = None,
 ) -> list[dict]:
     """Attempts, sent and failed per provider per time bucket (start in ms), with their rates and the p50/p95
     latency of the bucket's sends, for charts."""
     if bucket_s < 1:
         raise ValueError(f"bucket_s must be at least 1, got {bucket_s}")
-    rows = client.execute(_PROVIDER_TIMELINE, _window(since_ms, until_ms, bucket_ms=int(bucket_s) * 1000))
+    rows = _ask(client, _PROVIDER_TIMELINE, tenant, since_ms, until_ms, bucket_ms=int(bucket_s) * 1000)
     result = []
     for bucket, provider, attempts, sent, failed, (p50, p95) in rows:
         result.append({
@@ -317,11 +327,13 @@ def provider_timeline(
     return result
 
 
-def failure_causes(client: Client, since_ms: int | None = None, until_ms: int | None = None) -> list[dict]:
+def failure_causes(
+    client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
+) -> list[dict]:
     """Failed attempts per provider by cause: network, provider outage, rate limit (the transient
     causes), message permanent, provider failure (auth, account, quota), ambiguous; `other` counts
     failures that fit none of them (a transient attempt without a known cause)."""
-    rows = client.execute(_FAILURE_CAUSES, _window(since_ms, until_ms))
+    rows = _ask(client, _FAILURE_CAUSES, tenant, since_ms, until_ms)
     result = []
     for provider, *counts, total in rows:
         causes = dict(zip(_CAUSES, counts))
@@ -355,9 +367,20 @@ def provider_feedback(client: Client, since_ms: int | None = None, until_ms: int
     return [dict(zip(_FEEDBACK_COUNT_FIELDS, row)) for row in rows]
 
 
-def _duration_stats(client: Client, target: EventType, since_ms: int | None, until_ms: int | None) -> dict:
-    (row,) = client.execute(_DURATION_STATS, _window(since_ms, until_ms, target=target.value))
+def _duration_stats(
+    client: Client, target: EventType, since_ms: int | None, until_ms: int | None, tenant: str | None,
+) -> dict:
+    (row,) = _ask(client, _DURATION_STATS, tenant, since_ms, until_ms, target=target.value)
     return _stats(*row)
+
+
+def _ask(
+    client: Client, query: str, tenant: str | None, since_ms: int | None, until_ms: int | None, **values: object,
+) -> list[tuple]:
+    """Run a question over the window [since_ms, until_ms) for `tenant` (None: every tenant)."""
+    window = _window(since_ms, until_ms, **values)
+    length = window["until_ms"] - window["since_ms"]
+    return client.execute(*tenants.scoped(query, tenant, window_ms=length, **window))
 
 
 def _window(since_ms: int | None, until_ms: int | None, **values: object) -> dict[str, object]:

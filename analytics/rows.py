@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import orjson
 
 from schemas import codec, topics
+from schemas.model import DEFAULT_TENANT
 
 log = logging.getLogger("mercury.analytics.rows")
 
 MAIL_COLUMNS = (
     "id", "sender", "recipients", "subject", "content", "origin", "created_at_ms", "kafka_partition", "kafka_offset",
+    "tenant",
 )
 EVENT_COLUMNS = (
     "id", "mail", "event", "created_at_ms", "created_by", "provider", "outcome",
@@ -55,6 +57,7 @@ def mail_row(record: dict, partition: int, offset: int) -> Row:
     return (
         record["id"], record["sender"], list(record["recipients"]), record["subject"],
         record["content"], record["origin"], _timestamp(record), partition, offset,
+        record.get("tenant", DEFAULT_TENANT),
     )
 
 

@@ -2,11 +2,13 @@
 
 Every read de-duplicates (FINAL), because the sink delivers at least once and ReplacingMergeTree
 collapses copies only when parts merge; lookups filter with PREWHERE, before FINAL merges (see
-analytics.questions).
+analytics.questions). Every read takes a tenant (analytics.tenants): another tenant's mail reads exactly
+like a missing one; None reads every tenant's.
 """
 import orjson
 from clickhouse_driver import Client
 
+from analytics import tenants
 from analytics.lifecycle import EVENT_SEQUENCE, params
 
 QUEUED = "queued"
@@ -20,13 +22,21 @@ _LIST_MAILS = """
     ORDER BY created_at_ms DESC, id DESC
     LIMIT %(offset)s, %(limit)s
 """
-
-_COUNT_MAILS = "SELECT count() FROM mails FINAL"
-
-_GET_MAIL = """
+_LIST_TENANT_MAILS = """
     SELECT id, sender, recipients, subject, content, origin, created_at_ms
     FROM mails FINAL
-    PREWHERE id = %(mail)s
+    PREWHERE tenant = %(tenant)s
+    ORDER BY created_at_ms DESC, id DESC
+    LIMIT %(offset)s, %(limit)s
+"""
+
+_COUNT_MAILS = "SELECT count() FROM mails FINAL"
+_COUNT_TENANT_MAILS = "SELECT count() FROM mails FINAL PREWHERE tenant = %(tenant)s"
+
+_GET_MAIL = f"""
+    SELECT id, sender, recipients, subject, content, origin, created_at_ms
+    FROM mails FINAL
+    PREWHERE id = %(mail)s{tenants.MAILS}
 """
 
 _LATEST_EVENTS = f"""
@@ -39,21 +49,21 @@ _LATEST_EVENTS = f"""
 _MAIL_EVENTS = f"""
     SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
     FROM events FINAL
-    PREWHERE mail = %(mail)s
+    PREWHERE mail = %(mail)s{tenants.MAIL_EVENTS}
     ORDER BY {EVENT_SEQUENCE}
 """
 
-_ACCEPTED_BLOB = """
+_ACCEPTED_BLOB = f"""
     SELECT blob
     FROM events FINAL
-    PREWHERE mail = %(mail)s AND event = %(event_accepted)s
+    PREWHERE mail = %(mail)s AND event = %(event_accepted)s{tenants.MAIL_EVENTS}
     LIMIT 1
 """
 
-_GET_EVENT = """
+_GET_EVENT = f"""
     SELECT id, mail, event, created_at_ms, created_by, provider, outcome, blob
     FROM events FINAL
-    PREWHERE mail = %(mail)s AND id = %(event)s
+    PREWHERE mail = %(mail)s AND id = %(event)s{tenants.MAIL_EVENTS}
 """
 
 
@@ -63,31 +73,35 @@ class MailStore:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def list_mails(self, limit: int, offset: int) -> tuple[list[dict], int]:
+    def list_mails(self, limit: int, offset: int, tenant: str | None = None) -> tuple[list[dict], int]:
         """One page of mails, newest first, and the total number of mails."""
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit} offset={offset}")
-        rows = self._client.execute(_LIST_MAILS, {"limit": limit, "offset": offset})
-        (total,), = self._client.execute(_COUNT_MAILS)
+        if tenant is None:
+            rows = self._client.execute(_LIST_MAILS, {"limit": limit, "offset": offset})
+            (total,), = self._client.execute(_COUNT_MAILS)
+        else:
+            rows = self._client.execute(_LIST_TENANT_MAILS, {"limit": limit, "offset": offset, "tenant": tenant})
+            (total,), = self._client.execute(_COUNT_TENANT_MAILS, {"tenant": tenant})
         return self._with_status(rows), total
 
-    def get_mail(self, mail_id: str) -> dict | None:
-        rows = self._client.execute(_GET_MAIL, {"mail": mail_id})
+    def get_mail(self, mail_id: str, tenant: str | None = None) -> dict | None:
+        rows = self._client.execute(*tenants.scoped(_GET_MAIL, tenant, mail=mail_id))
         mails = self._with_status(rows)
         return mails[0] if mails else None
 
-    def mail_events(self, mail_id: str) -> list[dict]:
+    def mail_events(self, mail_id: str, tenant: str | None = None) -> list[dict]:
         """The mail's events in the order they happened (analytics.lifecycle.EVENT_SEQUENCE)."""
-        return [_event(row) for row in self._client.execute(_MAIL_EVENTS, params(mail=mail_id))]
+        return [_event(row) for row in self._client.execute(*tenants.scoped(_MAIL_EVENTS, tenant, mail=mail_id))]
 
-    def get_event(self, mail_id: str, event_id: str) -> dict | None:
-        rows = self._client.execute(_GET_EVENT, {"mail": mail_id, "event": event_id})
+    def get_event(self, mail_id: str, event_id: str, tenant: str | None = None) -> dict | None:
+        rows = self._client.execute(*tenants.scoped(_GET_EVENT, tenant, mail=mail_id, event=event_id))
         return _event(rows[0]) if rows else None
 
-    def accepted_detail(self, mail_id: str) -> dict | None:
+    def accepted_detail(self, mail_id: str, tenant: str | None = None) -> dict | None:
         """The detail recorded with the mail's acceptance ({} when there is none), None if it was never
         accepted. The blob is parsed here because ClickHouse 18.16 has no JSONExtract."""
-        rows = self._client.execute(_ACCEPTED_BLOB, params(mail=mail_id))
+        rows = self._client.execute(*tenants.scoped(_ACCEPTED_BLOB, tenant, mail=mail_id))
         if not rows:
             return None
         try:

@@ -22,6 +22,7 @@ log = logging.getLogger("mercury.bench")
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
 wrk.body = '{"sender": "bench@example.com", "recipients": "reader@example.com", "subject": "bench", "content": "Hello from the benchmark"}'
 """
 
@@ -53,7 +54,7 @@ def main() -> None:
         try:
             client = connect({"CLICKHOUSE_HOST": "127.0.0.1", "CLICKHOUSE_PORT": str(config.clickhouse_port)})
             script = Path(state) / "post.lua"
-            script.write_text(WRK_SCRIPT)
+            script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
             started_ms = time.time_ns() // 1_000_000
             url = f"{config.api_url}/api/v1.0/mails/"
             runs = [run_wrk(url, seconds, connections, 2, script) for _ in range(rounds)]

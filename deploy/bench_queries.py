@@ -4,8 +4,10 @@ Run twice: on a ClickHouse server of its own (the local 18.16) and on current Cl
 what production runs). Each is filled, inside the server, with a month of synthetic history: mails evenly
 spread over 30 days ending now, each accepted, dispatched and sent, every fifth failing over to a second
 provider first (5 events), one in a thousand stuck after a failed attempt, so the events number
-MERCURY_BENCH_EVENTS (default 10,000,000). Each question then runs over windows of 1 hour, 1 day, 7 days
-and the whole month; every figure is the median of several runs, printed as `name_on_<version>: value unit`.
+MERCURY_BENCH_EVENTS (default 10,000,000). The mails belong to four tenants (half of them to the largest).
+Each question then runs over windows of 1 hour, 1 day, 7 days and the whole month, for every tenant and
+again for the largest tenant alone (`_tenant` figures); every figure is the median of several runs, printed
+as `name_on_<version>: value unit`.
 """
 import logging
 import os
@@ -33,11 +35,14 @@ CHUNK_MAILS = 500_000
 # Two in ten mails fail over (5 events), the rest go straight through (3 events).
 EVENTS_PER_MAIL = 0.2 * 5 + 0.8 * 3
 WINDOWS = (("1h", DAY_MS // 24), ("24h", DAY_MS), ("7d", 7 * DAY_MS), ("30d", HISTORY_DAYS * DAY_MS))
+# Mail m belongs to TENANTS[m % 10]: half of the mails to the first tenant, the one measured alone.
+TENANTS = ("acme",) * 5 + ("globex",) * 3 + ("initech", "default")
 
 _MAILS = """
-    INSERT INTO mails (id, sender, recipients, subject, content, origin, created_at_ms, kafka_partition, kafka_offset)
+    INSERT INTO mails (id, sender, recipients, subject, content, origin, created_at_ms, kafka_partition, kafka_offset,
+                       tenant)
     SELECT concat('bench-', toString(m)), 'bench@example.com', ['reader@example.com'], 'bench', 'hello', 'http',
-           %(start)s + m * %(step)s, toUInt16(m %% 12), m
+           %(start)s + m * %(step)s, toUInt16(m %% 12), m, %(tenants)s[1 + m %% 10]
     FROM (SELECT number + %(first)s AS m FROM numbers(%(count)s))
 """
 
@@ -100,7 +105,7 @@ def fill(client: Client, events: int, now_ms: int) -> int:
     for first in range(0, mails, CHUNK_MAILS):
         count = min(CHUNK_MAILS, mails - first)
         window = {"start": start, "step": step, "first": first, "count": count}
-        client.execute(_MAILS, window)
+        client.execute(_MAILS, {**window, "tenants": list(TENANTS)})
         client.execute(_EVENTS, window)
         log.info("filled mails=%d of %d", first + count, mails)
     client.execute(_HEALTH, {"start": start, "count": HISTORY_DAYS * 48})
@@ -122,23 +127,28 @@ def measure(client: Client, now_ms: int, mails: int, repeats: int, server: str) 
     def report(name: str, run: Callable[[], object]) -> None:
         print(f"{name}_p50_on_{server}: {median_ms(run, repeats):.0f} ms", flush=True)
 
+    tenant = TENANTS[0]
     for label, length in WINDOWS:
         since = now_ms - length
         bucket_s = max(60, length // 1000 // 100)
-        for name, question in (
-            ("providers", lambda: questions.provider_stats(client, since, now_ms)),
-            ("provider_timeline", lambda: questions.provider_timeline(client, bucket_s, since, now_ms)),
-            ("queue_time", lambda: questions.queue_time_stats(client, since, now_ms)),
-            ("delivery_time", lambda: questions.delivery_time_stats(client, since, now_ms)),
-            ("failure_causes", lambda: questions.failure_causes(client, since, now_ms)),
-            ("breakers", lambda: questions.breakers(client, since, now_ms)),
-            ("feedback", lambda: questions.provider_feedback(client, since, now_ms)),
-            ("unfinished", lambda: questions.unfinished_mails(client, 600, now_ms, 100, since)),
-        ):
-            report(f"query_{name}_{label}", question)
-    traced = iter(range(7, mails, max(1, mails // (repeats * 4))))
+        report(f"query_breakers_{label}", lambda: questions.breakers(client, since, now_ms))
+        report(f"query_feedback_{label}", lambda: questions.provider_feedback(client, since, now_ms))
+        for scope, of in (("", None), ("_tenant", tenant)):
+            for name, question in (
+                ("providers", lambda: questions.provider_stats(client, since, now_ms, tenant=of)),
+                ("provider_timeline", lambda: questions.provider_timeline(client, bucket_s, since, now_ms, tenant=of)),
+                ("queue_time", lambda: questions.queue_time_stats(client, since, now_ms, tenant=of)),
+                ("delivery_time", lambda: questions.delivery_time_stats(client, since, now_ms, tenant=of)),
+                ("failure_causes", lambda: questions.failure_causes(client, since, now_ms, tenant=of)),
+                ("unfinished", lambda: questions.unfinished_mails(client, 600, now_ms, 100, since, tenant=of)),
+            ):
+                report(f"query_{name}_{label}{scope}", question)
+    # Mails of the measured tenant: m % 10 < 5.
+    traced = iter(range(10, mails, max(10, mails // (repeats * 4) // 10 * 10)))
     report("query_trace", lambda: questions.mail_trace(client, f"bench-{next(traced)}"))
+    report("query_trace_tenant", lambda: questions.mail_trace(client, f"bench-{next(traced)}", tenant=tenant))
     report("query_mails_page", lambda: MailStore(client).list_mails(50, 0))
+    report("query_mails_page_tenant", lambda: MailStore(client).list_mails(50, 0, tenant=tenant))
 
 
 def bench(client: Client, events: int, repeats: int) -> None:

@@ -1,8 +1,9 @@
 """`mercury`: the operator's command line. `trace` and `report` read the gateway's analytics API, `dead`
 lists and replays dead letters straight from Kafka (`python -m dispatcher.dead_letters`), showing its
-progress on stderr as it reads and replays.
+progress on stderr as it reads and replays; `keys` mints, lists and revokes API keys, also on Kafka.
 
-The API is found at MERCURY_API_URL, else on 127.0.0.1 at MERCURY_INGEST_PORT (8080): what `make run` starts.
+The API is found at MERCURY_API_URL, else on 127.0.0.1 at MERCURY_INGEST_PORT (8080): what `make run` starts;
+the key for it is MERCURY_API_KEY (`make run` prints one).
 """
 import argparse
 import os
@@ -14,6 +15,7 @@ import requests
 
 from dispatcher import dead_letters
 from dispatcher.dead_letters import one_line
+from ingest import key_admin
 
 TIMEOUT_S = 30
 
@@ -25,7 +27,8 @@ def api_url() -> str:
 def _get(api: str, path: str, **params: object) -> dict:
     """One analytics answer; raises SystemExit with the gateway's own reason when it refuses."""
     try:
-        response = requests.get(f"{api}/api/v1.0/analytics/{path}", params=params, timeout=TIMEOUT_S)
+        response = requests.get(f"{api}/api/v1.0/analytics/{path}", params=params, timeout=TIMEOUT_S,
+                                headers={"Authorization": f"Bearer {os.environ.get('MERCURY_API_KEY', '')}"})
     except requests.RequestException as err:
         raise SystemExit(f"error: the API at {api} did not answer: {err}") from err
     if response.status_code != 200:
@@ -118,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (tracing, reporting):
         command.add_argument("--api", default=api_url(), help="the gateway's base URL (default: %(default)s)")
     commands.add_parser("dead", help="list or replay dead letters (see `mercury dead --help`)", add_help=False)
+    commands.add_parser("keys", help="mint, list or revoke API keys (see `mercury keys --help`)", add_help=False)
     return parser
 
 
@@ -125,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["dead"]:
         return dead_letters.main(argv[1:])
+    if argv[:1] == ["keys"]:
+        return key_admin.main(argv[1:])
     args = build_parser().parse_args(argv)
     return trace(args) if args.command == "trace" else report(args)
 

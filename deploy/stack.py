@@ -3,6 +3,7 @@
 `python -m deploy.stack` runs it in the foreground (what `make run` does); tests start the same
 `LocalStack` on free ports. Any part that fails to start, or dies later, stops the whole stack.
 """
+import asyncio
 import logging
 import os
 import signal
@@ -12,11 +13,16 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from deploy.broker import broker_process
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import ManagedProcess, StartupError, free_port, http_ok
 from deploy.topics import create_topics
 from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
+from schemas.secrets import KEY_ENV as SECRETS_KEY_ENV
+from ingest.api_keys import UNLIMITED, ApiKey, Scope
+from ingest.key_admin import create_key, store_key
 
 log = logging.getLogger("mercury.deploy.stack")
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,10 +122,15 @@ class LocalStack:
         self.processes: dict[str, ManagedProcess] = {}
         # One key set per stack: a restarted sandbox or gateway keeps the environment it was started with.
         self.webhook_keys = WebhookKeys.generate()
+        # Provider secrets written through the API are encrypted with this key; the gateway and every dispatcher
+        # get the same one (yours if MERCURY_SECRETS_KEY is set), so restarted parts still read them.
+        self.secrets_key = os.environ.get(SECRETS_KEY_ENV) or Fernet.generate_key().decode()
+        self.admin_key = ""
+        self._admin_record: ApiKey | None = None
 
     def _python(self, name: str, args: list[str], ready, extra_env: dict[str, str] | None = None,
                 ready_timeout: float = 60.0, niceness: int = 0) -> ManagedProcess:
-        env = {**self.config.child_env(), **(extra_env or {})}
+        env = {**self.config.child_env(), SECRETS_KEY_ENV: self.secrets_key, **(extra_env or {})}
         return ManagedProcess(name, [sys.executable, *args], self.logs, ready, env=env, cwd=ROOT,
                               ready_timeout=ready_timeout, niceness=niceness)
 
@@ -135,6 +146,7 @@ class LocalStack:
             self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port,
                                            c.state_dir / "clickhouse", self.logs))
             self._create_topics()
+            self._mint_admin_key()
             subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()},
                            cwd=ROOT, check=True, timeout=120)
             self._start(self._python(
@@ -174,6 +186,17 @@ class LocalStack:
     def _create_topics(self) -> None:
         create_topics(self.config.bootstrap, self.config.partitions, {**os.environ, **self.config.child_env()})
 
+    def _mint_admin_key(self) -> None:
+        """A key with every scope and no rate limit, for the operator of this stack (and its tests): printed
+        at start and kept in <state>/admin-key, readable by its owner only."""
+        record, self.admin_key = asyncio.run(create_key(
+            self.config.bootstrap, scopes=tuple(Scope), name="local admin", rate_per_s=UNLIMITED))
+        self._admin_record = record
+        path = self.config.state_dir / "admin-key"
+        path.unlink(missing_ok=True)
+        path.touch(0o600)
+        path.write_text(self.admin_key + "\n")
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal a part's whole process group and wait until it is gone: SIGKILL is a crash, SIGTERM a
         clean stop (anything still running after the stop timeout is killed)."""
@@ -195,6 +218,7 @@ class LocalStack:
         proc.start()
         if name == "broker":
             self._create_topics()
+            asyncio.run(store_key(self.config.bootstrap, self._admin_record))
         return proc
 
     def stop(self) -> None:
@@ -226,8 +250,11 @@ Mercury is running. Logs: {stack.logs}
   Webhooks: the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
   Metrics (Prometheus):
 {metrics}
+Admin API key (all scopes; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
+  export MERCURY_API_KEY={stack.admin_key}
 Send a mail:
-  curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Content-Type: application/json' \\
+  curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Authorization: Bearer {stack.admin_key}' \\
+       -H 'Content-Type: application/json' \\
        -d '{{"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "Hello", "content": "Hi Bob"}}'
 Press Ctrl-C to stop.
 """, flush=True)

@@ -24,10 +24,11 @@ def create_topics(bootstrap: str, partitions: int, env: Mapping[str, str]) -> No
     created nor already exists."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = [_new_topic(name, partitions) for name in topics.all_topics(env)]
+    created = {topic.topic: topic for topic in wanted}
     for name, future in admin.create_topics(wanted, request_timeout=15).items():
         try:
             future.result()
-            log.info("event=topic_created topic=%s partitions=%d", name, partitions)
+            log.info("event=topic_created topic=%s partitions=%d", name, created[name].num_partitions)
         except KafkaException as err:
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise

@@ -2,9 +2,13 @@
 
 Each agent hands records to `Dispatcher.handle` and publishes what it returns; an offset is
 acknowledged only after every record it produced was acknowledged by the broker. Beside the agents,
-each worker follows the health and ledger topics into memory and publishes a heartbeat.
+each worker follows the health and ledger topics into memory and publishes a heartbeat, and follows the
+provider registry and the configurations, applying each change as it is read; no record is handled before
+both were read up to the worker's start, so a provider removed through the API never sends again.
 """
+import asyncio
 import logging
+import os
 import uuid
 
 import faust
@@ -15,7 +19,9 @@ from dispatcher.delivery import Dispatcher
 from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import DeliveryLedger
+from dispatcher.live_settings import LiveSettings
 from dispatcher.pipeline import run_ordered
+from dispatcher.provider_pool import ProviderPool, probe_lease_s
 from schemas.publishing import Publisher
 from dispatcher.ratelimit import RateLimits
 from schemas.replica import TopicReplica
@@ -23,6 +29,7 @@ from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
 from schemas import topics
 from schemas.producer import AsyncProducer
+from schemas.secrets import secret_box
 
 log = logging.getLogger("mercury.dispatcher")
 
@@ -32,16 +39,22 @@ def create_app(config: DispatcherConfig) -> faust.App:
     # A restarted worker keeps its name but not its sends in flight: the instance tells them apart.
     instance = f"{config.worker_id}/{uuid.uuid4().hex[:8]}"
     publisher = Publisher(AsyncProducer(config.bootstrap, name=config.worker_id))
-    lease_s = max(sum(s.timeout) for s in services) + 1
     health = FleetHealth([s.name for s in services], instance, config.breaker_failures, config.breaker_recovery_s,
-                         lease_s, publisher.publish)
+                         probe_lease_s(services), publisher.publish)
     ledger = DeliveryLedger(instance, publisher.publish, config.ledger_retention_s)
     replicas = [TopicReplica(config.bootstrap, topics.HEALTH, instance, health.apply, publisher.publish),
                 TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish)]
     ledger.follow(replicas[1])
     sender = ThreadedSender(config.send_threads)
-    dispatcher = Dispatcher(services, health, ledger, RateLimits(config.rate_limits, health.fleet_size), sender,
-                            config.retry_delays, config.retry_ambiguous, config.worker_id)
+    limits = RateLimits(config.rate_limits, health.fleet_size)
+    dispatcher = Dispatcher(services, health, ledger, limits, sender, config.retry_delays, config.retry_ambiguous,
+                            config.worker_id)
+    pool = ProviderPool(dispatcher, health, os.environ, secret_box())
+    settings = LiveSettings(config.configurations(), len(config.retry_delays), dispatcher, health, limits)
+    control = [TopicReplica(config.bootstrap, topics.PROVIDERS, instance, pool.apply, publisher.publish),
+               TopicReplica(config.bootstrap, topics.CONFIGURATIONS, instance, settings.apply, publisher.publish)]
+    replicas += control
+    control_read = asyncio.Event()
 
     app = faust.App(
         "mercury-dispatcher",
@@ -62,6 +75,7 @@ def create_app(config: DispatcherConfig) -> faust.App:
     )
 
     async def process(event: EventT) -> None:
+        await control_read.wait()
         message = event.message
         source = Source(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
         await publisher.publish(await dispatcher.handle(message.value, message.key, source))
@@ -80,6 +94,13 @@ def create_app(config: DispatcherConfig) -> faust.App:
         for replica in replicas:
             replica.start()
         await health.heartbeats()
+
+    @app.task
+    async def follow_control() -> None:
+        """The registry and the configurations as written before this worker started apply before any mail."""
+        await asyncio.gather(*(replica.caught_up() for replica in control))
+        control_read.set()
+        log.info("event=control_read worker=%s providers=%s", instance, ",".join(s.name for s in dispatcher.services()))
 
     @app.on_partitions_assigned.connect
     async def read_ledger_again(*_args: object, **_kwargs: object) -> None:

@@ -8,6 +8,7 @@ during the send itself, because they are what keeps a re-delivered record from b
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -59,10 +60,38 @@ class Dispatcher:
         self._worker = worker_id
         self._rng = rng or random.Random()
         self._busy: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._sending: Counter[ProviderAdapter] = Counter()
+        self._retired: set[ProviderAdapter] = set()
 
     @property
     def health(self) -> FleetHealth:
         return self._health
+
+    def services(self) -> list[ProviderAdapter]:
+        """The adapters mails are sent through now."""
+        return list(self._services.values())
+
+    def set_service(self, service: ProviderAdapter) -> None:
+        """Add a provider, or replace the adapter of one; sends already under way finish on the old adapter."""
+        self._retire(self._services.get(service.name))
+        self._services[service.name] = service
+
+    def drop_service(self, name: str) -> None:
+        """Send no more mail through `name` (disabled or removed); sends under way finish."""
+        self._retire(self._services.pop(name, None))
+
+    def set_retry_delays(self, delays: tuple[float, ...]) -> None:
+        """A new ladder for mails put on it from now on; at most as many levels as there are retry topics."""
+        self._delays = delays
+
+    def _retire(self, service: ProviderAdapter | None) -> None:
+        """Close an adapter taken out of service once its last send has ended."""
+        if service is None:
+            return
+        if self._sending[service]:
+            self._retired.add(service)
+        else:
+            service.close()
 
     async def handle(self, payload: bytes | None, key: bytes | None, source: Source) -> list[Output]:
         """Never raises: a record it cannot use becomes a dead letter, an internal error a retry."""
@@ -156,11 +185,12 @@ class Dispatcher:
         tried: set[str] = set()
         spent = False
         last_error = "no provider available"
-        while (ticket := await self._choose(tried | job.excluded)) is not None:
+        while (chosen := await self._choose(tried | job.excluded)) is not None:
+            ticket, service = chosen
             provider = ticket.provider
             tried.add(provider)
             outputs.append(self._event(job.mail.id, EventType.DISPATCHED, provider=provider, level=job.level))
-            result, err = await self._attempt(provider, job)
+            result, err = await self._attempt(service, job)
             if err is None:
                 self._health.succeeded(ticket)
                 refused = {"refused_recipients": list(result.refused)} if result.refused else {}
@@ -178,14 +208,23 @@ class Dispatcher:
                 return outputs + self._dead_job(job, DeadReason.AMBIGUOUS, last_error)
             if isinstance(err, ProviderFailure):
                 job.excluded.add(provider)
-        if job.excluded >= self._services.keys():
+        if self._services and job.excluded >= self._services.keys():
             return outputs + self._dead_job(job, DeadReason.NO_PROVIDER, f"every provider refused this mail: {last_error}")
         return outputs + self._retry(job, last_error, spent)
 
-    async def _attempt(self, provider: str, job: Job) -> tuple[SendResult | None, ProviderError | None]:
+    async def _attempt(self, service: ProviderAdapter, job: Job) -> tuple[SendResult | None, ProviderError | None]:
+        """One send through `service`, counted so that an adapter replaced meanwhile is closed only after it."""
+        self._sending[service] += 1
+        try:
+            return await self._send_recorded(service, job)
+        finally:
+            self._sent_through(service)
+
+    async def _send_recorded(self, service: ProviderAdapter,
+                             job: Job) -> tuple[SendResult | None, ProviderError | None]:
         """One send between its two ledger entries, its failure classified; an adapter fault counts as a
         provider error, so the breaker and the mail's history stay right and nothing is lost."""
-        service = self._services[provider]
+        provider = service.name
         budget_ms = int((sum(service.timeout) + 1) * 1000)
         await self._ledger.record(job.mail.id, SENDING, provider, until=now_ms() + budget_ms)
         try:
@@ -204,9 +243,18 @@ class Dispatcher:
         await self._ledger.record(job.mail.id, SENT, provider, result.message_id)
         return result, None
 
-    async def _choose(self, skip: set[str]) -> Ticket | None:
+    def _sent_through(self, service: ProviderAdapter) -> None:
+        self._sending[service] -= 1
+        if not self._sending[service]:
+            del self._sending[service]
+            if service in self._retired:
+                self._retired.discard(service)
+                service.close()
+
+    async def _choose(self, skip: set[str]) -> tuple[Ticket, ProviderAdapter] | None:
         """A random healthy provider not yet tried for this mail (the seed's stateless policy); when the only
-        healthy ones are at their rate limit, wait for the first free send rather than spend an attempt."""
+        healthy ones are at their rate limit, wait for the first free send rather than spend an attempt.
+        The adapter is taken once admitted, so a provider replaced meanwhile sends through its new one."""
         while True:
             candidates = [name for name in self._services if name not in skip]
             self._rng.shuffle(candidates)
@@ -215,8 +263,10 @@ class Dispatcher:
                 if (delay := self._limits.try_take(name)) > 0:
                     wait = delay if wait is None else min(wait, delay)
                     continue
-                if ticket := await self._health.admit(name):
-                    return ticket
+                if (ticket := await self._health.admit(name)) and (service := self._services.get(name)):
+                    return ticket, service
+                if ticket:
+                    self._health.release(ticket)
                 self._limits.give_back(name)
             if wait is None:
                 return None

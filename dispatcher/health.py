@@ -57,15 +57,46 @@ class FleetHealth:
         self._recovery_ms = int(recovery_s * 1000)
         self._lease_ms = int(probe_lease_s * 1000)
         self._publish = publish
-        self._states = {name: ProviderState() for name in providers}
-        self._throttled_until = {name: 0 for name in providers}
-        self._failures = {name: 0 for name in providers}
+        self._states: dict[str, ProviderState] = {}
+        self._throttled_until: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
         self._probing: set[str] = set()
-        self._changed = {name: asyncio.Event() for name in providers}
+        self._changed: dict[str, asyncio.Event] = {}
+        # The latest records about providers this worker does not know (yet): a provider added later starts
+        # from the fleet's view of it, not from closed.
+        self._unknown: dict[str, dict[str, dict]] = {}
         self._heartbeats: dict[str, int] = {}
         self._background: set[asyncio.Task] = set()
         for name in providers:
-            BREAKER_STATE.labels(name).set(BREAKER_VALUES[CLOSED])
+            self.add_provider(name)
+
+    def add_provider(self, name: str) -> None:
+        """Learn a provider added at runtime (idempotent), in the state the fleet last published for it."""
+        if name in self._states:
+            return
+        self._states[name] = ProviderState()
+        self._throttled_until[name] = 0
+        self._failures[name] = 0
+        self._changed[name] = asyncio.Event()
+        BREAKER_STATE.labels(name).set(BREAKER_VALUES[CLOSED])
+        for record in self._unknown.pop(name, {}).values():
+            self._apply_record(record)
+
+    def set_thresholds(self, failures: int, recovery_s: float) -> None:
+        """Breaker settings changed at runtime: failures counted so far meet the new threshold at the next one,
+        and an open breaker's recovery time is measured from when it opened."""
+        self._threshold = failures
+        self._recovery_ms = int(recovery_s * 1000)
+
+    def set_probe_lease(self, lease_s: float) -> None:
+        """The bound of one send changed (an adapter's timeouts): probes claimed from now on use it."""
+        self._lease_ms = int(lease_s * 1000)
+
+    def release(self, ticket: Ticket) -> None:
+        """A ticket that will not be used (its provider left the pool meanwhile): a probe hands its lease back."""
+        if ticket.probe:
+            self._probing.discard(ticket.provider)
+            self._release_probe(ticket.provider)
 
     def states(self) -> dict[str, str]:
         return {name: s.state for name, s in self._states.items()}
@@ -128,6 +159,7 @@ class FleetHealth:
             return
         provider = record["provider"]
         if provider not in self._states:
+            self._unknown.setdefault(provider, {})[THROTTLED if state == THROTTLED else "state"] = record
             return
         if state == THROTTLED:
             self._throttled_until[provider] = max(self._throttled_until[provider], record["throttled_until"])

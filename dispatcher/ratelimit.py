@@ -36,16 +36,9 @@ class RateLimits:
             self._tokens[provider] += 1.0
 
 
-def parse_rates(raw: str) -> dict[str, float]:
-    """`mailgun=50,sendgrid=100` → sends per second per provider; raises ValueError naming the bad part."""
-    rates = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        name, _, value = part.partition("=")
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = 0.0
-        if not name.strip() or rate <= 0:
-            raise ValueError(f"MERCURY_RATE_LIMITS: {part!r} is not <provider>=<sends per second>")
-        rates[name.strip()] = rate
-    return rates
+    def set_rates(self, rates: dict[str, float]) -> None:
+        """New fleet rates, applied at once; a provider that keeps a limit keeps its bucket's tokens."""
+        now = self._clock()
+        self._tokens = {name: min(self._tokens.get(name, 1.0), max(rate, 1.0)) for name, rate in rates.items()}
+        self._stamp = {name: self._stamp.get(name, now) for name in rates}
+        self._rates = dict(rates)

@@ -7,7 +7,8 @@ import tempfile
 import uvicorn
 
 from ingest.config import MULTIPROC_ENV, IngestConfig
-from ingest.tls import TlsConfigInvalid
+from ingest.configurations_api import ConfigurationsApi
+from ingest.providers_api import ProvidersApi
 
 log = logging.getLogger("mercury.ingest")
 
@@ -16,8 +17,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     try:
         config = IngestConfig.from_env()
-    except TlsConfigInvalid as err:
-        log.error("event=ingest_config_invalid error=%r", str(err))
+        # Every worker builds these from the same environment: refuse a bad one here, once, before any starts.
+        ProvidersApi(config.bootstrap)
+        ConfigurationsApi(config.bootstrap)
+    except ValueError as err:  # TlsConfigInvalid, WebhookKeyInvalid, a bad provider setting, a malformed number
+        log.error("event=ingest_config_invalid error_type=%s error=%r", type(err).__name__, str(err))
         raise SystemExit(2) from err
     # Set before any worker imports prometheus_client: each worker then writes its metrics under it, and
     # a fresh directory per start keeps a previous run's counters out of this one's.

@@ -6,14 +6,16 @@ Windows run from `since` to `until` (each ms since the epoch, or an RFC 3339 tim
 import re
 from collections.abc import Callable
 
-import orjson
 from clickhouse_driver import Client
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from analytics import questions
 from ingest import openapi
+from ingest.api_keys import ApiKey
+from ingest.auth import ADMIN, READ
 from ingest.requests_body import timestamp_ms
+from ingest.responses import error, json_response
 from schemas.events import now_ms
 from schemas.validation import InvalidMail
 
@@ -31,10 +33,6 @@ MOMENT = {"anyOf": [{"type": "string", "pattern": f"^[0-9]{{1,{MAX_MS_DIGITS}}}$
 SINCE = Query(None, description="window start: ms since the epoch or an RFC 3339 timestamp with a timezone; "
                                 "default one hour ago", json_schema_extra=MOMENT)
 UNTIL = Query(None, description="window end (excluded), like `since`; default now", json_schema_extra=MOMENT)
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _moment_ms(field: str, value: str | None, default_ms: int) -> int:
@@ -59,15 +57,15 @@ def router(client: Callable[[], Client]) -> APIRouter:
             start = _moment_ms("since", since, now - window_s * 1000)
             end = _moment_ms("until", until, now)
         except InvalidMail as err:
-            return _json({"error": str(err), "field": err.field}, 422)
+            return error(422, str(err), field=err.field)
         if end <= start:
-            return _json({"error": f"until ({end}) must be after since ({start})", "field": "until"}, 422)
-        return _json({"since": start, "until": end, key: answer(start, end)})
+            return error(422, f"until ({end}) must be after since ({start})", field="until")
+        return json_response({"since": start, "until": end, key: answer(start, end)})
 
-    @api.get("/", **openapi.ANALYTICS_INDEX)
+    @api.get("/", dependencies=[READ], **openapi.ANALYTICS_INDEX)
     def index() -> Response:
         window = "since=&until="
-        return _json({name: f"{PREFIX}/{path}" for name, path in (
+        return json_response({name: f"{PREFIX}/{path}" for name, path in (
             ("providers", f"providers?{window}"), ("provider_timeline", f"providers/timeline?{window}&bucket_s=60"),
             ("queue_time", f"queue-time?{window}"), ("delivery_time", f"delivery-time?{window}"),
             ("failure_causes", f"failure-causes?{window}"), ("breakers", f"breakers?{window}"),
@@ -75,42 +73,42 @@ def router(client: Callable[[], Client]) -> APIRouter:
             ("lag", "lag"), ("trace", "mails/<mail_id>/trace"))})
 
     @api.get("/providers", **openapi.PROVIDERS)
-    def providers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
+    def providers(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Per provider: attempts, sent, failed, success/failure rates, adapter-measured latency quantiles."""
-        return windowed(lambda start, end: questions.provider_stats(client(), start, end), since, until, "providers")
+        return windowed(lambda start, end: questions.provider_stats(client(), start, end, tenant=key.tenant), since, until, "providers")
 
     @api.get("/providers/timeline", **openapi.TIMELINE)
     def provider_timeline(since: str | None = SINCE, until: str | None = UNTIL,
-                          bucket_s: int = Query(60, ge=1, le=86_400)) -> Response:
+                          bucket_s: int = Query(60, ge=1, le=86_400), key: ApiKey = READ) -> Response:
         """The same counts and rates per provider per time bucket, with p50/p95 send latency, for charts."""
-        return windowed(lambda start, end: questions.provider_timeline(client(), bucket_s, start, end),
+        return windowed(lambda start, end: questions.provider_timeline(client(), bucket_s, start, end, tenant=key.tenant),
                         since, until, "buckets")
 
     @api.get("/queue-time", **openapi.QUEUE_TIME)
-    def queue_time(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
+    def queue_time(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Accepted → first dispatched: count, max, avg, p50, p95, p99 (ms)."""
-        return windowed(lambda start, end: questions.queue_time_stats(client(), start, end), since, until,
+        return windowed(lambda start, end: questions.queue_time_stats(client(), start, end, tenant=key.tenant), since, until,
                         "queue_time")
 
     @api.get("/delivery-time", **openapi.DELIVERY_TIME)
-    def delivery_time(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
+    def delivery_time(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Accepted → sent: count, max, avg, p50, p95, p99 (ms)."""
-        return windowed(lambda start, end: questions.delivery_time_stats(client(), start, end), since, until,
+        return windowed(lambda start, end: questions.delivery_time_stats(client(), start, end, tenant=key.tenant), since, until,
                         "delivery_time")
 
     @api.get("/failure-causes", **openapi.FAILURE_CAUSES)
-    def failure_causes(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
+    def failure_causes(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Failed attempts per provider: network, provider outage, rate limit, permanent, provider failure,
         ambiguous."""
-        return windowed(lambda start, end: questions.failure_causes(client(), start, end), since, until,
+        return windowed(lambda start, end: questions.failure_causes(client(), start, end, tenant=key.tenant), since, until,
                         "failure_causes")
 
-    @api.get("/breakers", **openapi.BREAKERS)
+    @api.get("/breakers", dependencies=[ADMIN], **openapi.BREAKERS)
     def breakers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Each provider's breaker as last recorded, and every change (open, probe, close, throttle) in the window."""
         return windowed(lambda start, end: questions.breakers(client(), start, end), since, until, "breakers")
 
-    @api.get("/feedback", **openapi.FEEDBACK)
+    @api.get("/feedback", dependencies=[ADMIN], **openapi.FEEDBACK)
     def feedback(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """What providers reported through their webhooks, per provider: delivered, bounces, complaints, opens,
         clicks, unsubscribes."""
@@ -121,21 +119,22 @@ def router(client: Callable[[], Client]) -> APIRouter:
     def unfinished(older_than_s: float = Query(600, ge=0, le=MAX_AGE_S, allow_inf_nan=False),
                    limit: int = Query(100, ge=1, le=1000),
                    since: str | None = Query(None, description="oldest acceptance looked at; default a day ago",
-                                             json_schema_extra=MOMENT)
-                   ) -> Response:
+                                             json_schema_extra=MOMENT),
+                   key: ApiKey = READ) -> Response:
         """Mails accepted at least `older_than_s` ago with no terminal event: lost or stuck, with their last event."""
         def answer(start: int, end: int) -> list[dict]:
-            return questions.unfinished_mails(client(), older_than_s, now_ms=end, limit=limit, since_ms=start)
+            return questions.unfinished_mails(client(), older_than_s, now_ms=end, limit=limit, since_ms=start,
+                                              tenant=key.tenant)
 
         return windowed(answer, since, None, "mails", UNFINISHED_WINDOW_S)
 
     @api.get("/mails/{mail_id}/trace", **openapi.TRACE)
-    def trace(mail_id: str) -> Response:
+    def trace(mail_id: str, key: ApiKey = READ) -> Response:
         """When it entered, whether it was rejected, providers tried, why attempts failed, where it is now, and
         what the provider reported afterwards."""
-        found = questions.mail_trace(client(), mail_id)
+        found = questions.mail_trace(client(), mail_id, tenant=key.tenant)
         if found is None:
-            return _json({"error": f"mail {mail_id} not found"}, 404)
-        return _json(found)
+            return error(404, f"mail {mail_id} not found")
+        return json_response(found)
 
     return api

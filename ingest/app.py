@@ -1,7 +1,9 @@
 """The seed's REST API. Writes go to Kafka (202 only after the broker acknowledged); reads come from ClickHouse."""
+import asyncio
 import logging
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from urllib.parse import quote
 
 import orjson
@@ -15,11 +17,19 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import analytics_api, dashboard, lag, metrics, openapi, schema_registry, webhooks
+from ingest import analytics_api, dashboard, keys_api, lag, metrics, openapi, schema_registry, webhooks
+from ingest.api_keys import ApiKey
+from ingest.auth import ADMIN, READ, SEND, RateLimited
 from ingest.config import IngestConfig
+from ingest.configurations_api import ConfigurationsApi
 from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
 from schemas.producer import AsyncProducer, BrokerUnavailable
+from ingest.key_limits import KeyLimits
+from ingest.key_ring import KeyRing
+from ingest.providers_api import ProvidersApi
 from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, parse_json
+from ingest.responses import error as _error
+from ingest.responses import json_response as _json
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event
 from schemas.model import Mail
@@ -28,19 +38,9 @@ from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.ingest")
 API = "/api/v1.0"
-RETRY_AFTER_S = "2"
 PIPELINE_EVENTS = frozenset(str(e) for e in EventType)
 MAX_PER_PAGE = 500
 MAX_PAGE = 1_000_000_000
-
-
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
-
-
-def _error(status: int, message: str, **extra: object) -> Response:
-    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
-    return _json({"error": message, **extra}, status, headers)
 
 
 class _Stores(threading.local):
@@ -65,12 +65,22 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     config = config or IngestConfig.from_env()
     stores = _Stores()
     recent = RecentKeys()
+    providers_api = ProvidersApi(config.bootstrap)
+    configurations_api = ConfigurationsApi(config.bootstrap)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.producer = AsyncProducer(config.bootstrap, config.delivery_timeout_ms)
+        app.state.keys = KeyRing(config.bootstrap)
+        app.state.key_limits = KeyLimits(config.key_rate_per_s, config.key_burst, config.workers)
+        # Each waits for the broker on its own: a broker away at start delays serving by one timeout, not three.
+        await asyncio.gather(*(part.start(app.state.producer)
+                               for part in (app.state.keys, providers_api, configurations_api)))
         log.info("event=ingest_started bootstrap=%s", config.bootstrap)
         yield
+        providers_api.close()
+        configurations_api.close()
+        app.state.keys.close()
         app.state.producer.close()
         log.info("event=ingest_stopped")
 
@@ -79,13 +89,20 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     app.include_router(schema_registry.router)
     app.include_router(analytics_api.router(stores.get_client))
     app.include_router(webhooks.router(config))
-    app.include_router(lag.router(config.bootstrap))
+    app.include_router(lag.router(config.bootstrap), dependencies=[ADMIN])
+    app.include_router(keys_api.router())
+    app.include_router(providers_api.router(), dependencies=[ADMIN])
+    app.include_router(configurations_api.router(), dependencies=[ADMIN])
     dashboard.install(app)
     openapi.install(app)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if isinstance(exc, RateLimited) and request.method == "POST" and request.url.path == f"{API}/mails/":
+            key: ApiKey = request.state.api_key
+            return await reject(request.app.state.producer, new_id(), KeyOverRate("authorization", exc.detail),
+                                b"", key.tenant, status=429, headers=exc.headers, key=key.id)
+        return _error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
@@ -108,21 +125,21 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
         return body
 
-    async def reject(
-        producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes, **detail: object
-    ) -> Response:
-        """Record the rejection so 'was it discarded at validation?' has an answer, then answer 4xx."""
+    async def reject(producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes, tenant: str,
+                     status: int | None = None, headers: dict[str, str] | None = None, **detail: object) -> Response:
+        """Record the rejection so 'was it discarded at validation?' has an answer, then answer 4xx. The event
+        names the tenant: the request never became a mail, so nothing else ties it to the tenant's reads."""
         event = make_event(
-            mail_id, EventType.REJECTED, "ingest", reason=str(err), field=err.field,
+            mail_id, EventType.REJECTED, "ingest", reason=str(err), field=err.field, tenant=tenant,
             body=body[:1024].decode(errors="replace"), **detail,
         )
         try:
             await producer.send(topics.EVENTS, mail_id, encode_event(event))
         except BrokerUnavailable as exc:
             log.error("event=rejected_event_unrecorded mail=%s error=%s", mail_id, exc)
-        status = _status_for(err)
+        status = status or _status_for(err)
         metrics.MAILS_REJECTED.labels(str(status)).inc()
-        return _error(status, str(err), field=err.field, mail_id=mail_id)
+        return _error(status, str(err), headers, field=err.field, mail_id=mail_id)
 
     @app.get(f"{API}/", **openapi.INDEX)
     def index() -> Response:
@@ -134,6 +151,9 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
                 "events": f"{API}/mails/<mail_id>/events/",
                 "event": f"{API}/mails/<mail_id>/events/<event_id>",
                 "analytics": f"{API}/analytics/",
+                "keys": f"{API}/keys/",
+                "providers": f"{API}/dispatcher/providers/",
+                "configurations": f"{API}/configurations/",
                 "webhooks": [f"{webhooks.PREFIX}/mailgun", f"{webhooks.PREFIX}/sendgrid"],
                 "schema_registry": "/schema-registry/subjects",
             },
@@ -154,39 +174,41 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         metrics.MAILS_ACCEPTED.inc()
         return _accepted(mail)
 
-    async def recorded_digest(key: str, mail_id: str) -> str | None:
+    async def recorded_digest(mail: Mail) -> str | None:
         """The body digest the key's mail was accepted with; None if it was not, or if ClickHouse cannot
-        say (publishing under the key's mail id again is safe: the dispatcher never sends one id twice)."""
-        if (seen := recent.get(key)) is not None:
+        say (publishing under the key's mail id again is safe: the dispatcher never sends one id twice).
+        Remembered by mail id, which the tenant is part of."""
+        mail_id = mail.id
+        if (seen := recent.get(mail_id)) is not None:
             return seen[1]
         try:
-            detail = await run_in_threadpool(lambda: stores.get().accepted_detail(mail_id))
+            detail = await run_in_threadpool(lambda: stores.get().accepted_detail(mail_id, tenant=mail.tenant))
         except (ClickHouseError, EOFError, OSError) as err:
             log.warning("event=idempotency_lookup_failed mail=%s error=%r", mail_id, err)
             return None
         if detail is None:
             return None
         digest = str(detail.get("body_sha256", ""))
-        recent.put(key, mail_id, digest)
+        recent.put(mail_id, mail_id, digest)
         return digest
 
     async def accept_once(producer: AsyncProducer, key: str, mail: Mail, body: bytes, rejection_id: str) -> Response:
         """A retry gets the first answer again and publishes nothing; another body under the same key is refused."""
         digest = body_digest(body)
-        recorded = await recorded_digest(key, mail.id)
+        recorded = await recorded_digest(mail)
         if recorded == digest:
             log.info("event=idempotent_replay mail=%s", mail.id)
             return _accepted(mail, replayed=True)
         if recorded is not None:
             err = KeyReused(HEADER, f"{key!r} was used for a different request (mail {mail.id})")
-            return await reject(producer, rejection_id, err, body, idempotency_key=key)
+            return await reject(producer, rejection_id, err, body, mail.tenant, idempotency_key=key)
         answer = await accept(producer, mail, idempotency_key=key, body_sha256=digest)
         if answer.status_code == 202:
-            recent.put(key, mail.id, digest)
+            recent.put(mail.id, mail.id, digest)
         return answer
 
     @app.post(f"{API}/mails/", status_code=202, **openapi.CREATE_MAIL)
-    async def create_mail(request: Request) -> Response:
+    async def create_mail(request: Request, api_key: ApiKey = SEND) -> Response:
         producer: AsyncProducer = request.app.state.producer
         # A rejection never lands on a key's mail: its history would end in `rejected` though it was sent.
         rejection_id = new_id()
@@ -194,9 +216,10 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         try:
             body = await read_body(request)
             key = idempotency_key(request.headers)
-            mail = mail_from_body(body, rejection_id if key is None else mail_id_for(key))
+            mail_id = rejection_id if key is None else mail_id_for(key, api_key.tenant)
+            mail = replace(mail_from_body(body, mail_id), tenant=api_key.tenant)
         except InvalidMail as err:
-            return await reject(producer, rejection_id, err, body)
+            return await reject(producer, rejection_id, err, body, api_key.tenant)
         if key is None:
             return await accept(producer, mail)
         return await accept_once(producer, key, mail, body, rejection_id)
@@ -208,11 +231,13 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
 
     @app.get(f"{API}/mails/", **openapi.LIST_MAILS)
     def list_mails(page: int = Query(1, json_schema_extra={"minimum": 1, "maximum": MAX_PAGE}),
-                   per_page: int = Query(50, json_schema_extra={"minimum": 1, "maximum": MAX_PER_PAGE})) -> Response:
+                   per_page: int = Query(50, json_schema_extra={"minimum": 1, "maximum": MAX_PER_PAGE}),
+                   api_key: ApiKey = READ) -> Response:
         # Bounded so the row offset stays within ClickHouse's integers (past that it answered as if it were down).
         if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
             return _error(422, f"page must be between 1 and {MAX_PAGE} and per_page between 1 and {MAX_PER_PAGE}")
-        mails, total = stores.get().list_mails(limit=per_page, offset=(page - 1) * per_page)
+        mails, total = stores.get().list_mails(limit=per_page, offset=(page - 1) * per_page,
+                                               tenant=api_key.tenant)
         has_next = page * per_page < total
         return _json({
             "mails": [_with_links(m) for m in mails],
@@ -223,29 +248,30 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         })
 
     @app.get(f"{API}/mails/{{mail_id}}", **openapi.GET_MAIL)
-    def get_mail(mail_id: str) -> Response:
-        mail = stores.get().get_mail(mail_id)
+    def get_mail(mail_id: str, api_key: ApiKey = READ) -> Response:
+        mail = stores.get().get_mail(mail_id, tenant=api_key.tenant)
         if mail is None:
             return _error(404, f"mail {mail_id} not found")
         return _json(_with_links(mail))
 
     @app.get(f"{API}/mails/{{mail_id}}/events/", **openapi.LIST_EVENTS)
-    def list_events(mail_id: str) -> Response:
-        events = stores.get().mail_events(mail_id)
-        if not events and stores.get().get_mail(mail_id) is None:
+    def list_events(mail_id: str, api_key: ApiKey = READ) -> Response:
+        events = stores.get().mail_events(mail_id, tenant=api_key.tenant)
+        if not events and stores.get().get_mail(mail_id, tenant=api_key.tenant) is None:
             return _error(404, f"mail {mail_id} not found")
         return _json({"mail": mail_id, "events": events})
 
     @app.get(f"{API}/mails/{{mail_id}}/events/{{event_id}}", **openapi.GET_EVENT)
-    def get_event(mail_id: str, event_id: str) -> Response:
-        event = stores.get().get_event(mail_id, event_id)
+    def get_event(mail_id: str, event_id: str, api_key: ApiKey = READ) -> Response:
+        event = stores.get().get_event(mail_id, event_id, tenant=api_key.tenant)
         if event is None:
             return _error(404, f"event {event_id} of mail {mail_id} not found")
         return _json(event)
 
     @app.post(f"{API}/mails/{{mail_id}}/events/", status_code=202, **openapi.CREATE_EVENT)
-    async def create_event(mail_id: str, request: Request) -> Response:
-        """Clients record their own steps (a webhook seen, a user action); pipeline event names are reserved."""
+    async def create_event(mail_id: str, request: Request, api_key: ApiKey = SEND) -> Response:
+        """Clients record their own steps (a webhook seen, a user action) on their tenant's mails, once the mail
+        is in the history; pipeline event names are reserved."""
         try:
             data = parse_json(await read_body(request))
         except InvalidMail as err:
@@ -259,6 +285,8 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         if not isinstance(created_by, str) or len(created_by) > 64:
             return _error(422, "created_by: must be a string of at most 64 characters", field="created_by")
         blob = data.get("blob", "")
+        if await run_in_threadpool(lambda: stores.get().get_mail(mail_id, tenant=api_key.tenant)) is None:
+            return _error(404, f"mail {mail_id} not found (a mail just accepted shows up within seconds)")
         event = make_event(mail_id, name, created_by)
         event["blob"] = blob if isinstance(blob, str) else orjson.dumps(blob).decode()
         try:
@@ -271,6 +299,10 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
 
 
 class BodyTooLarge(InvalidMail):
+    pass
+
+
+class KeyOverRate(InvalidMail):
     pass
 
 

@@ -17,6 +17,9 @@ class IngestConfig:
     max_body_bytes: int
     delivery_timeout_ms: int
     workers: int
+    # Requests per second (and at once) a key may make unless it was given its own; 0 means unlimited.
+    key_rate_per_s: float = 100.0
+    key_burst: int = 200
     # Webhook secrets: empty means that provider's webhook answers 503. Kept out of repr, so never logged.
     mailgun_webhook_signing_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = field(default="", repr=False)
@@ -27,6 +30,8 @@ class IngestConfig:
     def __post_init__(self) -> None:
         """An unusable webhook key (WebhookKeyInvalid) or TLS pair (TlsConfigInvalid) stops the gateway here,
         before any worker starts."""
+        if not (0 <= self.key_rate_per_s < float("inf")) or self.key_burst < 0:
+            raise ValueError("MERCURY_KEY_RATE_PER_S and MERCURY_KEY_BURST must be finite and not negative")
         if self.sendgrid_webhook_public_key:
             load_sendgrid_public_key(self.sendgrid_webhook_public_key)
         check_tls_files(self.tls_cert_file, self.tls_key_file)
@@ -45,6 +50,8 @@ class IngestConfig:
             max_body_bytes=int(env.get("MERCURY_MAX_BODY_BYTES", "900000")),
             delivery_timeout_ms=int(env.get("MERCURY_KAFKA_DELIVERY_TIMEOUT_MS", "5000")),
             workers=int(env.get("MERCURY_INGEST_WORKERS", "2")),
+            key_rate_per_s=float(env.get("MERCURY_KEY_RATE_PER_S", "100")),
+            key_burst=int(env.get("MERCURY_KEY_BURST", "200")),
             mailgun_webhook_signing_key=env.get("MERCURY_MAILGUN_WEBHOOK_SIGNING_KEY", "").strip(),
             sendgrid_webhook_public_key=env.get("MERCURY_SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
             tls_cert_file=env.get(CERT_ENV, "").strip(),

@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 from starlette.datastructures import Headers
 
+from schemas.model import DEFAULT_TENANT
 from schemas.validation import InvalidMail
 
 HEADER = "Idempotency-Key"
@@ -40,9 +41,10 @@ def idempotency_key(headers: Headers) -> str | None:
     return values[0]
 
 
-def mail_id_for(key: str) -> str:
-    """The mail id a key stands for: 32 hex characters, like a random id."""
-    return uuid.uuid5(_NAMESPACE, key).hex
+def mail_id_for(key: str, tenant: str = DEFAULT_TENANT) -> str:
+    """The mail id a tenant's key stands for: 32 hex characters, like a random id. Tenants' keys never meet
+    (a key holds no newline); the default tenant's ids are those keys had before there were tenants."""
+    return uuid.uuid5(_NAMESPACE, key if tenant == DEFAULT_TENANT else f"{tenant}\n{key}").hex
 
 
 def body_digest(body: bytes) -> str:

@@ -280,6 +280,43 @@ class SchemaText(TypedDict):
     schema: str
 
 
+class KeyBody(TypedDict):
+    """A key to mint. Unknown fields are refused (422 naming the field)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    tenant: NotRequired[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description=(
+        "whose mails the key sends and reads; default `default`"))]]
+    scopes: NotRequired[Annotated[list[Literal["send", "read", "admin"]], Field(min_length=1, description=(
+        "default send and read"))]]
+    name: NotRequired[Annotated[str, Field(max_length=200, description="what the key is for")]]
+    rate_per_s: NotRequired[Annotated[float, Field(ge=0, le=1_000_000, description=(
+        "requests per second; 0 unlimited; default MERCURY_KEY_RATE_PER_S"))]]
+    burst: NotRequired[Annotated[int, Field(ge=0, le=1_000_000, description="requests at once; default twice the rate")]]
+
+
+class ApiKeyAnswer(TypedDict):
+    """A key as the API shows it: never its secret, never its hash."""
+
+    id: str
+    tenant: str
+    scopes: list[str]
+    name: str
+    rate_per_s: float | None
+    burst: int | None
+    created_at: int
+    revoked_at: int | None
+    active: bool
+
+
+class NewKey(ApiKeyAnswer):
+    key: Annotated[str, Field(description="the token, `mk_<id>_<secret>`: shown here once, stored nowhere")]
+    url: str
+
+
+class KeyList(TypedDict):
+    keys: list[ApiKeyAnswer]
+
+
 # Route entries ---------------------------------------------------------------------------------------------
 
 def _answer(model: type | None, description: str, media_type: str = JSON,
@@ -343,6 +380,7 @@ CREATE_EVENT = {
     "responses": {
         202: _answer(MailEvent, "the event is on mail.events", headers={"Location": "the event's URL"}),
         400: _error("the body is not a JSON object"),
+        404: _error("no mail of the key's tenant under that id (yet: a mail shows up a moment after its 202)"),
         413: TOO_LARGE,
         422: _error("a field is wrong, or the event name is one the pipeline records itself"),
         503: _error("the event stream is unavailable; nothing was recorded", RETRY_AFTER),
@@ -367,6 +405,25 @@ TRACE = {"responses": {200: _answer(Trace, "the mail's whole life"), 404: NOT_FO
                        503: STORE_DOWN}}
 LAG = {"responses": {200: _answer(LagAnswer, "per consumer group, topic and partition: committed and end offsets"),
                      503: _error("the broker did not answer in time", RETRY_AFTER)}}
+
+_KEYS_DOWN = _error("the key topic is unavailable", RETRY_AFTER)
+CREATE_KEY = {"openapi_extra": _body(KeyBody), "responses": {
+    201: _answer(NewKey, "the key, with its token this once", headers={"Location": "the key's URL"}),
+    400: _error("the body is not a JSON object"), 422: _error("a field is wrong; the answer names it"),
+    503: _KEYS_DOWN}}
+LIST_KEYS = {"responses": {200: _answer(KeyList, "every key (of `tenant`, if given), oldest first"),
+                           422: BAD_PARAMETER}}
+GET_KEY = {"responses": {200: _answer(ApiKeyAnswer, "the key"), 404: NOT_FOUND, 422: BAD_PARAMETER}}
+REVOKE_KEY = {"responses": {200: _answer(ApiKeyAnswer, "the key, revoked (again revoking changes nothing)"),
+                            404: NOT_FOUND, 422: BAD_PARAMETER, 503: _KEYS_DOWN}}
+# Every route that takes a key may also answer these.
+AUTH_ANSWERS = {
+    "401": _error("no API key, or one that is unknown, revoked or mistyped",
+                  {"WWW-Authenticate": "Bearer"}),
+    "403": _error("the key lacks the scope this route needs"),
+    "429": _error("the key is over its request rate", {"Retry-After": "seconds until a request is admitted"}),
+    "503": _error("the API keys (or what the route reads) are unavailable", RETRY_AFTER),
+}
 
 _WEBHOOK_ANSWERS = {
     200: _answer(WebhookAnswer, "published, or nothing to publish"),
@@ -419,11 +476,135 @@ REGISTRY_REGISTER = {
     },
 }
 
+# The provider registry and the configurations (admin) ------------------------------------------------------
+
+ProviderType = Literal["mailgun", "sendgrid", "postmark", "smtp"]
+SettingValue = Annotated[str | float, Field(description="text; a number is taken as its text")]
+_SETTINGS = ("the type's settings by name (mailgun: base_url, domain; sendgrid and postmark: base_url; smtp: host, "
+             "port, security, username, ca_file; every type: connect_timeout, read_timeout); those left out come "
+             "from the environment")
+_SECRETS = ("write-only secrets by name (mailgun, sendgrid: api_key; postmark: server_token; smtp: password), "
+            "encrypted with MERCURY_SECRETS_KEY; never returned")
+
+
+class ProviderBody(TypedDict):
+    """A provider to add. Unknown fields are refused (422 naming the field)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"id": "mailgun-eu", "type": "mailgun", "settings": {"base_url": "https://api.eu.mailgun.net",
+                                                             "domain": "mg.example.com"},
+         "secrets": {"api_key": "key-..."}}]})
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+                             description="its name in events, breakers and rate limits")]
+    type: ProviderType
+    enabled: NotRequired[Annotated[bool, Field(description="default true")]]
+    settings: NotRequired[Annotated[dict[str, SettingValue], Field(description=_SETTINGS)]]
+    secrets: NotRequired[Annotated[dict[str, str], Field(description=_SECRETS)]]
+
+
+class ProviderChange(TypedDict):
+    """What to change; fields left out stay. In `settings` and `secrets` each name given is set, and null drops
+    the API's value (the environment's applies again)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    type: NotRequired[ProviderType]
+    enabled: NotRequired[Annotated[bool, Field(description="false: no mail is sent through it")]]
+    settings: NotRequired[Annotated[dict[str, SettingValue | None], Field(description=_SETTINGS)]]
+    secrets: NotRequired[Annotated[dict[str, str | None], Field(description=_SECRETS)]]
+
+
+SettingSource = Literal["api", "environment", "default"]
+
+
+class ProviderAnswer(TypedDict):
+    """A provider as the dispatchers use it; secrets only by name."""
+
+    id: str
+    type: ProviderType
+    enabled: bool
+    source: Annotated[Literal["api", "environment"], Field(description="set through the API, or the environment's")]
+    settings: Annotated[dict[str, str], Field(description="every setting that is not a secret, effective value")]
+    secrets: Annotated[list[str], Field(description="the secrets that are set (never their values)")]
+    sources: Annotated[dict[str, SettingSource], Field(description="where each setting and secret comes from")]
+    updated_at: Annotated[int | None, Field(description="ms since the epoch; null for the environment's")]
+    url: str
+
+
+class ProviderList(TypedDict):
+    providers: list[ProviderAnswer]
+
+
+ConfigurationId = Literal["retry_ladder", "breakers", "provider_rate_limits"]
+_VALUE = ('retry_ladder: {"delays_s": [seconds, ...]} with at most as many levels as there are retry topics; '
+          'breakers: {"failures": n, "recovery_s": seconds}; provider_rate_limits: {"<provider>": sends per second}')
+
+
+class ConfigurationBody(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"id": "breakers", "value": {"failures": 3, "recovery_s": 30}}]})
+    id: ConfigurationId
+    value: Annotated[dict[str, Any], Field(description=_VALUE)]
+
+
+class ConfigurationChange(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")
+    value: Annotated[dict[str, Any], Field(description=_VALUE)]
+
+
+class ConfigurationAnswer(TypedDict):
+    id: ConfigurationId
+    value: Annotated[dict[str, Any], Field(description="the value the dispatchers use")]
+    source: Literal["api", "environment"]
+    environment: Annotated[dict[str, Any], Field(description="the environment's value, used again after DELETE")]
+    updated_at: Annotated[int | None, Field(description="ms since the epoch; null for the environment's")]
+    url: str
+
+
+class ConfigurationList(TypedDict):
+    configurations: list[ConfigurationAnswer]
+
+
+_CONTROL_DOWN = _error("the broker did not answer in time; nothing was changed", RETRY_AFTER)
+_DELETED = {"description": "removed"}
+LIST_PROVIDERS = {"responses": {200: _answer(ProviderList, "every provider the dispatchers have, enabled or not"),
+                                503: _CONTROL_DOWN}}
+GET_PROVIDER = {"responses": {200: _answer(ProviderAnswer, "the provider"), 404: NOT_FOUND, 503: _CONTROL_DOWN}}
+CREATE_PROVIDER = {"openapi_extra": _body(ProviderBody), "responses": {
+    201: _answer(ProviderAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
+    400: _error("the body is not a JSON object"), 409: _error("a provider with that id exists (PUT changes it)"),
+    413: TOO_LARGE, 422: _error("a field is wrong; the answer names it"),
+    503: _error("the broker did not answer, or secrets were given and MERCURY_SECRETS_KEY is not set",
+                RETRY_AFTER)}}
+CHANGE_PROVIDER = {"openapi_extra": _body(ProviderChange), "responses": {
+    200: _answer(ProviderAnswer, "stored; every dispatcher worker applies it"),
+    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: TOO_LARGE,
+    422: _error("a field is wrong; the answer names it"),
+    503: _error("the broker did not answer, or secrets were changed and MERCURY_SECRETS_KEY is not set or does "
+                "not open the stored ones", RETRY_AFTER)}}
+DELETE_PROVIDER = {"responses": {204: _DELETED, 404: NOT_FOUND, 503: _CONTROL_DOWN}}
+LIST_CONFIGURATIONS = {"responses": {200: _answer(ConfigurationList, "every configuration with its effective value"),
+                                     503: _CONTROL_DOWN}}
+GET_CONFIGURATION = {"responses": {200: _answer(ConfigurationAnswer, "the configuration"), 404: NOT_FOUND,
+                                   503: _CONTROL_DOWN}}
+CREATE_CONFIGURATION = {"openapi_extra": _body(ConfigurationBody), "responses": {
+    201: _answer(ConfigurationAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
+    400: _error("the body is not a JSON object"), 409: _error("a value is set already (PUT changes it)"),
+    413: TOO_LARGE, 422: _error("an unknown id or a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
+CHANGE_CONFIGURATION = {"openapi_extra": _body(ConfigurationChange), "responses": {
+    200: _answer(ConfigurationAnswer, "stored; every dispatcher worker applies it"),
+    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: TOO_LARGE,
+    422: _error("a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
+DELETE_CONFIGURATION = {"responses": {204: _DELETED, 404: _error("no value set through the API under that id"),
+                                      503: _CONTROL_DOWN}}
+_CONTROL_MODELS = (ProviderBody, ProviderChange, ProviderAnswer, ProviderList, ConfigurationBody, ConfigurationChange,
+                   ConfigurationAnswer, ConfigurationList)
+
 _DOCUMENTED = (
+    *_CONTROL_MODELS,
     MailBody, ClientEventBody, MailgunWebhookBody, SchemaBody, ErrorAnswer, RegistryError, Index, MailAccepted,
     StoredMail, MailPage, MailEvent, MailEvents, ProvidersAnswer, TimelineAnswer, QueueTimeAnswer,
     DeliveryTimeAnswer, FailureCausesAnswer, BreakersAnswer, FeedbackAnswer, UnfinishedAnswer, Trace, LagAnswer,
-    WebhookAnswer, RegisteredSchema, SchemaText,
+    WebhookAnswer, RegisteredSchema, SchemaText, KeyBody, ApiKeyAnswer, NewKey, KeyList,
 )
 
 
@@ -452,6 +633,8 @@ def install(app: FastAPI) -> None:
                 schemas.pop(name, None)
             schemas.update(components())
             for operation in (op for path in document["paths"].values() for op in path.values()):
+                if "security" in operation:
+                    operation["responses"] = {**AUTH_ANSWERS, **operation["responses"]}
                 content = operation["responses"].get("422", {}).get("content", {})
                 if content.get(JSON, {}).get("schema") == {"$ref": _FASTAPI_422}:
                     operation["responses"]["422"] = BAD_PARAMETER

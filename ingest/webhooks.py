@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from ingest import metrics, openapi
 from ingest.config import IngestConfig
+from ingest.responses import error, json_response
 from ingest.webhook_payloads import SCHEMA, PayloadInvalid, mailgun_records, sendgrid_records
 from ingest.webhook_signatures import (
     SENDGRID_SIGNATURE_HEADER,
@@ -30,7 +31,8 @@ from schemas.producer import AsyncProducer, BrokerUnavailable
 
 log = logging.getLogger("mercury.ingest.webhooks")
 PREFIX = "/api/v1.0/webhooks"
-RETRY_AFTER_S = "10"
+# Providers retry webhooks for hours: no need to have them knock again within seconds.
+SLOW_RETRY = {"Retry-After": "10"}
 
 # Verifies a raw body (with its request's headers) and reads it into records, stamped with the receiving
 # time in ms; raises what the answer is made of.
@@ -41,11 +43,6 @@ class _Refused(Exception):
     def __init__(self, status: int, result: str, message: str) -> None:
         super().__init__(message)
         self.status, self.result = status, result
-
-
-def _json(body: object, status: int = 200) -> Response:
-    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
 def _parse(body: bytes) -> object:
@@ -95,21 +92,21 @@ def router(config: IngestConfig) -> APIRouter:
         except BrokerUnavailable as err:
             log.error("event=webhook_unpublished provider=%s error=%s", provider, err)
             metrics.WEBHOOKS.labels(provider, "unavailable").inc()
-            return _json({"error": "the feedback stream is unavailable; retry later"}, 503)
+            return error(503, "the feedback stream is unavailable; retry later", SLOW_RETRY)
         verifier.mark_used(verified)
         for record in records:
             metrics.FEEDBACK_PUBLISHED.labels(provider, record["event"]).inc()
         metrics.WEBHOOKS.labels(provider, "published").inc()
-        return _json({"published": len(records)})
+        return json_response({"published": len(records)})
 
     def refused(provider: str, status: int, result: str, message: str, **extra: object) -> Response:
         log.warning("event=webhook_refused provider=%s status=%d reason=%r", provider, status, message)
         metrics.WEBHOOKS.labels(provider, result).inc()
-        return _json({"error": message, **extra}, status)
+        return error(status, message, SLOW_RETRY if status == 503 else None, **extra)
 
     def unconfigured(provider: str, full_name: str) -> Response:
         metrics.WEBHOOKS.labels(provider, "unconfigured").inc()
-        return _json({"error": f"the {full_name} webhook is not configured"}, 503)
+        return error(503, f"the {full_name} webhook is not configured", SLOW_RETRY)
 
     def mailgun_batch(body: bytes, _request: Request, received_at: int) -> tuple[Verified, list[dict]]:
         # Mailgun's signature sits inside the JSON body and covers only its timestamp and token.

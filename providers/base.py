@@ -54,7 +54,9 @@ class ProviderAdapter(ABC):
     uses as the bound of a send in flight.
     """
 
-    name: ClassVar[str]
+    # The provider's id in events, breakers and rate limits: the type's own name unless a registry entry
+    # names it otherwise (e.g. "mailgun-eu"), so it is set per instance.
+    name: str
     full_name: ClassVar[str]
     # What the transport raises on its own (no answer, or an answer it turns into an exception); send()
     # hands each to classify_failure. An error already classified (a ProviderError) passes through.

@@ -2,6 +2,10 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# A mail without a tenant (an older record, an outside producer that names none) belongs to this one.
+DEFAULT_TENANT = "default"
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
@@ -41,6 +45,7 @@ class Mail:
     attachments: tuple[Attachment, ...] = ()
     tags: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
 
     @classmethod
     def from_record(cls, record: dict) -> "Mail":
@@ -63,6 +68,7 @@ class Mail:
             attachments=tuple(Attachment.from_record(a) for a in record.get("attachments", ())),
             tags=tuple(record.get("tags", ())),
             metadata=dict(record.get("metadata", {})),
+            tenant=record.get("tenant", DEFAULT_TENANT),
         )
 
     def to_record(self) -> dict:
@@ -84,4 +90,5 @@ class Mail:
             "attachments": [attachment.to_record() for attachment in self.attachments],
             "tags": list(self.tags),
             "metadata": dict(self.metadata),
+            "tenant": self.tenant,
         }

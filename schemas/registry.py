@@ -38,8 +38,13 @@ _IDS = {
     7: ("mercury.MailRequest", "mail.requests-value", "v2"),
     8: ("mercury.RetryRecord", "mail.retry-value", "v2"),
     9: ("mercury.ProviderEvent", "mail.feedback-value", ""),
-    10: ("mercury.MailRequest", "mail.requests-value", ""),
-    11: ("mercury.RetryRecord", "mail.retry-value", ""),
+    10: ("mercury.MailRequest", "mail.requests-value", "v3"),
+    11: ("mercury.RetryRecord", "mail.retry-value", "v3"),
+    12: ("mercury.MailRequest", "mail.requests-value", ""),
+    13: ("mercury.RetryRecord", "mail.retry-value", ""),
+    14: ("mercury.ProviderEntry", "mail.providers-value", ""),
+    15: ("mercury.Configuration", "mail.configurations-value", ""),
+    16: ("mercury.ApiKey", "mail.api-keys-value", ""),
 }
 
 

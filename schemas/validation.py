@@ -13,7 +13,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from schemas.events import now_ms
-from schemas.model import Attachment, Mail
+from schemas.model import TENANT_PATTERN, Attachment, Mail
 
 
 def _limit(name: str, default: int) -> int:
@@ -63,6 +63,8 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+")
 # RFC 2045 type/subtype, each a token.
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE = re.compile(f"{_TOKEN}/{_TOKEN}")
+# A tenant names a key's owner in reads and in ClickHouse filters: a short lowercase slug.
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 class InvalidMail(ValueError):
@@ -105,6 +107,9 @@ def check_mail(mail: Mail, now: int | None = None) -> Mail:
     checked: send_at may lie at most MAX_SCHEDULE_DAYS after it, so a mistyped date cannot hold a mail for good."""
     if not mail.id or len(mail.id) > MAX_ID:
         raise InvalidMail("id", f"must be 1 to {MAX_ID} characters")
+    if not _TENANT.fullmatch(mail.tenant):
+        raise InvalidMail("tenant", "must be 1 to 64 lowercase letters, digits, '_' or '-', starting with a letter"
+                                    " or digit")
     sender = check_address("sender", mail.sender)
     if not mail.recipients:
         raise InvalidMail("recipients", "at least one recipient is required")

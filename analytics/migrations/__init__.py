@@ -28,6 +28,8 @@ class Server:
     version: tuple[int, int]
     tables: frozenset[str]
     retention_days: int = 0
+    # (table, column) pairs: ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS, so a migration asks first.
+    columns: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def low_cardinality(self) -> bool:
@@ -40,6 +42,9 @@ class Server:
     @property
     def datetime64(self) -> bool:
         return self.version >= DATETIME64
+
+    def has_column(self, table: str, column: str) -> bool:
+        return (table, column) in self.columns
 
     def tag(self, column_type: str) -> str:
         """A column type for a few distinct values (event names, providers): dictionary-encoded where it can be."""

@@ -14,12 +14,15 @@
   const PALETTE = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2"];
   const STATE_COLORS = { closed: "#16a34a", half_open: "#d97706", open: "#dc2626" };
   const SVG = "http://www.w3.org/2000/svg";
+  // The key lives in this tab's session only: never in the URL, never in the page's storage for good.
+  const KEY_STORE = "mercury-api-key";
 
   const params = new URLSearchParams(location.search);
   let windowS = BUCKETS[params.get("window")] ? Number(params.get("window")) : 3600;
   let traced = null; // { id, finished } of the mail shown in the search section
   let generation = 0;
   let timer = null;
+  let apiKey = sessionStorage.getItem(KEY_STORE) || "";
   const state = {};
   const errors = new Map();
 
@@ -82,7 +85,8 @@
   async function getJson(path) {
     let response;
     try {
-      response = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+      response = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+        headers: apiKey ? { Authorization: `Bearer ${apiKey}` } : {} });
     } catch (err) {
       throw new ApiError(0, err.name === "TimeoutError" ? `no answer within ${FETCH_TIMEOUT_MS / 1000} s`
         : `cannot reach the gateway (${err.message})`);
@@ -484,6 +488,14 @@
       selectWindow(seconds);
       refresh();
     }
+  });
+  document.getElementById("api-key").value = apiKey;
+  document.getElementById("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    apiKey = document.getElementById("api-key").value.trim();
+    sessionStorage.setItem(KEY_STORE, apiKey);
+    refresh();
+    if (traced) showTrace(traced.id);
   });
   document.getElementById("mail-search").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -1,6 +1,7 @@
 """Test support for the analytics tests: records, a producer that remembers where it wrote, sinks run as
 real processes (`python -m analytics.sink`), and ways to look at what they did."""
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -10,12 +11,25 @@ import orjson
 from clickhouse_driver import Client
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from analytics.rows import event_row, mail_row
+from analytics.writer import Writer
 from deploy.processes import ManagedProcess
 from schemas import codec, topics
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 SINK_TOPICS = (topics.REQUESTS, topics.EVENTS, topics.HEALTH, topics.FEEDBACK)
+
+
+def write_twice(client: Client, mails: list[dict], events: list[dict]) -> None:
+    """Rows as the sink makes them, offsets in list order; written twice, as a re-delivery does."""
+    writer = Writer(client, threading.Event())
+    rows = {
+        "mails": [mail_row(mail, 0, offset) for offset, mail in enumerate(mails)],
+        "events": [event_row(event, 0, offset) for offset, event in enumerate(events)],
+    }
+    for _ in range(2):
+        assert writer.write(rows)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
@@ -43,11 +57,11 @@ class Records:
         self._serial += 1
         return f"{kind}-{self.tag}-{self._serial}"
 
-    def mail(self, created_at: int, mail_id: str | None = None, origin: str = "http") -> dict:
+    def mail(self, created_at: int, mail_id: str | None = None, origin: str = "http", tenant: str = "default") -> dict:
         return {
             "id": mail_id or self.new_id("mail"), "sender": "alice@example.com",
             "recipients": ["bob@example.com", "carol@example.com"], "subject": f"subject {self.tag}",
-            "content": "hello", "created_at": created_at, "origin": origin,
+            "content": "hello", "created_at": created_at, "origin": origin, "tenant": tenant,
         }
 
     def event(

@@ -25,8 +25,11 @@ def test_migrate_creates_the_database_and_applies_everything_once(ch_env: dict[s
         ]
         for table, written in COLUMNS.items():
             assert set(columns(client, table)) == {*written, "created_at"}, table
-        assert {"recipients": "Array(String)", "created_at": "DateTime", "created_at_ms": "UInt64"}.items() \
-            <= columns(client, "mails").items()
+        assert {"recipients": "Array(String)", "created_at": "DateTime", "created_at_ms": "UInt64",
+                "tenant": "String"}.items() <= columns(client, "mails").items()
+        (default,), = client.execute("SELECT default_expression FROM system.columns WHERE database ="
+                                     " currentDatabase() AND table = 'mails' AND name = 'tenant'")
+        assert default == "'default'"
         assert {"created_at": "DateTime", "provider": "String", "latency_ms": "Nullable(UInt32)"}.items() \
             <= columns(client, "events").items()
     finally:

@@ -17,14 +17,20 @@ def encoded_event(event: dict) -> bytes:
 
 
 def test_mail_request_becomes_a_mails_row(records: Records) -> None:
-    mail = records.mail(1_700_000_000_123)
+    mail = records.mail(1_700_000_000_123, tenant="acme")
     table, row = to_row(topics.REQUESTS, 2, 17, codec.encode("mercury.MailRequest", mail))
     assert table == "mails"
     assert dict(zip(MAIL_COLUMNS, row)) == {
         "id": mail["id"], "sender": mail["sender"], "recipients": mail["recipients"], "subject": mail["subject"],
         "content": "hello", "origin": "http", "created_at_ms": 1_700_000_000_123,
-        "kafka_partition": 2, "kafka_offset": 17,
+        "kafka_partition": 2, "kafka_offset": 17, "tenant": "acme",
     }
+
+
+def test_a_mail_request_without_a_tenant_is_the_default_tenants(records: Records) -> None:
+    mail = {k: v for k, v in records.mail(1_700_000_000_123).items() if k != "tenant"}
+    _, row = to_row(topics.REQUESTS, 2, 17, codec.encode("mercury.MailRequest", mail))
+    assert dict(zip(MAIL_COLUMNS, row))["tenant"] == "default"
 
 
 def test_event_blob_values_become_columns(records: Records) -> None:

@@ -1,5 +1,6 @@
 """The rebuild to daily partitions and newer types, on 18.16 and on current ClickHouse: rows survive it,
-an interrupted run finishes on the next, and each server gets the features it has."""
+an interrupted run finishes on the next, and each server gets the features it has; mails stored before
+tenants existed become the default tenant's."""
 import pytest
 from clickhouse_driver import Client
 
@@ -13,15 +14,18 @@ pytestmark = pytest.mark.parametrize("first_schema", [REAL, CURRENT], indirect=T
 
 DAY_MS = 86_400_000
 T0 = 1_750_000_000_000
+# The mails columns of the first release.
+FIRST_MAIL_COLUMNS = tuple(column for column in MAIL_COLUMNS if column != "tenant")
 
 
 def write_history(client: Client, records: Records, mails: int) -> None:
     mail_rows, event_rows = [], []
     for i in range(mails):
         mail = records.mail(created_at=T0 + i * DAY_MS // 4)
-        mail_rows.append(mail_row(mail, 0, i))
+        row = dict(zip(MAIL_COLUMNS, mail_row(mail, 0, i)))
+        mail_rows.append(tuple(row[column] for column in FIRST_MAIL_COLUMNS))
         event_rows.append(event_row(records.event(mail["id"], "accepted", created_at=mail["created_at"]), 0, i))
-    client.execute(f"INSERT INTO mails ({', '.join(MAIL_COLUMNS)}) VALUES", mail_rows)
+    client.execute(f"INSERT INTO mails ({', '.join(FIRST_MAIL_COLUMNS)}) VALUES", mail_rows)
     client.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES", event_rows)
 
 
@@ -93,3 +97,18 @@ def test_each_server_gets_the_types_it_has(first_schema: Client) -> None:
         assert types["event"] == types["provider"] == "String"
         assert types["created_at"] == "DateTime"
     assert types["created_at_ms"] == "UInt64"
+
+
+def test_mails_stored_before_tenants_are_the_default_tenants(first_schema: Client, records: Records) -> None:
+    client = first_schema
+    write_history(client, records, 4)
+    migrate(client)
+    tenant = records.mail(T0, tenant="acme")
+    client.execute(f"INSERT INTO mails ({', '.join(MAIL_COLUMNS)}) VALUES", [mail_row(tenant, 0, 9)])
+
+    assert client.execute("SELECT tenant, count() FROM mails FINAL GROUP BY tenant ORDER BY tenant") == [
+        ("acme", 1), ("default", 4)]
+    server = server_state(client, client.connection.database)
+    expected = "LowCardinality(String)" if server.version >= (19, 9) else "String"
+    assert table_info(client, "mails")[1]["tenant"] == expected
+    assert migrations.load()[4].forwards(server) == [], "the column is added once"

@@ -37,7 +37,7 @@ class Chaos:
         return connect({"CLICKHOUSE_HOST": "127.0.0.1", "CLICKHOUSE_PORT": str(self.stack.config.clickhouse_port)})
 
     def load(self, label: str, rate: float = RATE) -> LoadGenerator:
-        return LoadGenerator(self.api, label, rate)
+        return LoadGenerator(self.api, self.stack.admin_key, label, rate)
 
     def fault(self, provider: str, **faults: object) -> float:
         """Inject faults into one provider; returns the wall-clock time (s) just before they applied."""

@@ -30,8 +30,9 @@ class LoadGenerator:
     """Posts `rate` mails a second on a fixed schedule; `senders` threads keep slow answers from
     stretching the schedule. Use as a context manager, or start() and stop()."""
 
-    def __init__(self, api: str, label: str, rate: float = 25.0, senders: int = 8) -> None:
+    def __init__(self, api: str, api_key: str, label: str, rate: float = 25.0, senders: int = 8) -> None:
         self.api = api
+        self._api_key = api_key
         self.label = label
         self.rate = rate
         self._senders = senders
@@ -72,6 +73,7 @@ class LoadGenerator:
 
     def _send_loop(self) -> None:
         session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self._api_key}"
         while not self._stopping.is_set():
             n = next(self._slots)
             delay = self._started_at + n / self.rate - time.monotonic()

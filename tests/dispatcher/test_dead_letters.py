@@ -45,7 +45,7 @@ def mail(mail_id: str, **fields: object) -> dict:
     return {"id": mail_id, "sender": "alice@example.com", "recipients": ["bob@example.com", "carol@example.com"],
             "subject": f"subject of {mail_id}", "content": "hello\nthere", "created_at": 1_700_000_000_000,
             "origin": "kafka", "send_at": 0, "replayed_at": 0, "html": "", "cc": [], "bcc": [], "reply_to": "",
-            "headers": {}, "attachments": [], "tags": [], "metadata": {}, **fields}
+            "headers": {}, "attachments": [], "tags": [], "metadata": {}, "tenant": "default", **fields}
 
 
 def mail_bytes(mail_id: str, **fields: object) -> bytes:

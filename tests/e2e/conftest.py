@@ -11,6 +11,7 @@ from analytics.connection import connect
 from deploy.stack import LocalStack, StackConfig
 from sandbox_client import Sandbox
 from schemas import codec
+from tests.e2e.sessions import gateway
 
 BREAKER_FAILURES = 3
 STACK_ENV = {
@@ -36,6 +37,7 @@ def wait_for(check: Callable[[], object], timeout: float = 30.0, every: float = 
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig.on_free_ports(tmp_path_factory.mktemp("stack"), extra_env=STACK_ENV)
     running = LocalStack(config).start()
+    gateway.headers["Authorization"] = f"Bearer {running.admin_key}"
     yield running
     running.stop()
 
@@ -64,20 +66,22 @@ def unique_subject(label: str) -> str:
     return f"{label} {uuid.uuid4().hex[:12]}"
 
 
-def post_mail(api: str, subject: str, recipients: object = "bob@example.com", **extra: object) -> str:
+def post_mail(api: str, subject: str, recipients: object = "bob@example.com", session: requests.Session = gateway,
+              **extra: object) -> str:
     body = {"sender": "alice@example.com", "recipients": recipients, "subject": subject, "content": "hello", **extra}
-    response = requests.post(f"{api}/mails/", json=body, timeout=10)
+    response = session.post(f"{api}/mails/", json=body, timeout=10)
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
 
-def events_of(api: str, mail_id: str) -> list[dict]:
-    response = requests.get(f"{api}/mails/{mail_id}/events/", timeout=10)
+def events_of(api: str, mail_id: str, session: requests.Session = gateway) -> list[dict]:
+    response = session.get(f"{api}/mails/{mail_id}/events/", timeout=10)
     return response.json()["events"] if response.status_code == 200 else []
 
 
-def wait_for_event(api: str, mail_id: str, event: str, timeout: float = 30.0) -> list[dict]:
-    return wait_for(lambda: (evs := events_of(api, mail_id)) and any(e["event"] == event for e in evs) and evs,
+def wait_for_event(api: str, mail_id: str, event: str, timeout: float = 30.0,
+                   session: requests.Session = gateway) -> list[dict]:
+    return wait_for(lambda: (evs := events_of(api, mail_id, session)) and any(e["event"] == event for e in evs) and evs,
                     timeout, what=f"event {event!r} of mail {mail_id}")
 
 

@@ -3,11 +3,11 @@ import time
 
 import requests
 
-from tests.e2e.conftest import post_mail, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import gateway, post_mail, unique_subject, wait_for, wait_for_event
 
 
 def get(api: str, path: str, **params: object) -> requests.Response:
-    return requests.get(f"{api}/analytics/{path}", params=params, timeout=10)
+    return gateway.get(f"{api}/analytics/{path}", params=params, timeout=10)
 
 
 def test_provider_and_latency_answers_count_the_mails_just_sent(api, sandbox):
@@ -61,7 +61,7 @@ def test_bad_parameters_and_unknown_mails_get_clear_errors(api):
     assert get(api, "providers", since="2026-01-01T00:00:00").json()["field"] == "since"
     assert get(api, "providers/timeline", bucket_s=0).status_code == 422
     assert get(api, "mails/no-such-mail/trace").status_code == 404
-    assert set(requests.get(f"{api}/analytics/", timeout=10).json()) >= {"providers", "delivery_time", "trace"}
+    assert set(gateway.get(f"{api}/analytics/", timeout=10).json()) >= {"providers", "delivery_time", "trace"}
 
 
 def test_breaker_changes_are_recorded_with_who_and_why(api, sandbox):

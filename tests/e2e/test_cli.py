@@ -10,7 +10,8 @@ MERCURY = str(Path(sys.executable).parent / "mercury")
 
 
 def mercury(stack, *args: str) -> subprocess.CompletedProcess:
-    env = {"MERCURY_API_URL": stack.config.api_url, "KAFKA_BOOTSTRAP": stack.config.bootstrap, "PATH": "/usr/bin:/bin"}
+    env = {"MERCURY_API_URL": stack.config.api_url, "KAFKA_BOOTSTRAP": stack.config.bootstrap, "PATH": "/usr/bin:/bin",
+           "MERCURY_API_KEY": stack.admin_key}
     return subprocess.run([MERCURY, *args], capture_output=True, text=True, timeout=120, env=env)
 
 

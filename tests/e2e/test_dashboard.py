@@ -10,10 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.conftest import post_mail, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import gateway, post_mail, unique_subject, wait_for, wait_for_event
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless as root, on a machine whose only network is the loopback: no sandbox, no background connections
@@ -69,7 +68,7 @@ def agreeing(page: Page, selector: str, expected: Callable[[], str], timeout: fl
 
 def api_providers(api: str) -> dict[str, dict]:
     since = int(time.time() * 1000) - WINDOW_MS
-    rows = requests.get(f"{api}/analytics/providers", params={"since": since}, timeout=10).json()["providers"]
+    rows = gateway.get(f"{api}/analytics/providers", params={"since": since}, timeout=10).json()["providers"]
     return {row["provider"]: row for row in rows}
 
 
@@ -80,6 +79,9 @@ def test_the_page_shows_the_apis_numbers_and_a_mails_trace(stack, api, sandbox, 
     wait_for(lambda: sum(p["sent"] for p in api_providers(api).values()) >= len(ids), what="the sends in ClickHouse")
 
     page.goto(f"{stack.config.api_url}/dashboard")
+    page.wait_for_function("document.getElementById('errors').innerText.includes('an API key is required')")
+    page.fill("#api-key", stack.admin_key)
+    page.click('[data-testid="use-key"]')
     for provider in api_providers(api):
         page_sent, api_sent = agreeing(page, f'[data-provider="{provider}"][data-field="sent"]',
                                        lambda: str(api_providers(api)[provider]["sent"]))
@@ -96,7 +98,7 @@ def test_the_page_shows_the_apis_numbers_and_a_mails_trace(stack, api, sandbox, 
     assert delivered is not None and int(delivered) >= len(ids)
     assert page.inner_text("#errors") == "", "the API answered every request"
 
-    wait_for(lambda: requests.get(f"{api}/analytics/mails/{ids[0]}/trace", timeout=10).json()["feedback"],
+    wait_for(lambda: gateway.get(f"{api}/analytics/mails/{ids[0]}/trace", timeout=10).json()["feedback"],
              what="the provider's webhook on the trace")
     page.fill("#mail-id", ids[0])
     page.click("#mail-search button")
@@ -114,6 +116,7 @@ def test_a_mail_link_opens_its_trace_and_an_unknown_id_is_not_found(stack, api, 
     mail_id = post_mail(api, unique_subject("dashboard link"))
     wait_for_event(api, mail_id, "sent")
 
+    page.add_init_script(f"sessionStorage.setItem('mercury-api-key', {stack.admin_key!r})")
     page.goto(f"{stack.config.api_url}/dashboard?mail={mail_id}")
     page.wait_for_selector('#trace tr[data-event="sent"]', timeout=15_000)
     events = [row.get_attribute("data-event") for row in page.query_selector_all("#trace tr[data-event]")]

@@ -5,11 +5,10 @@ import base64
 import hashlib
 
 import pytest
-import requests
 from confluent_kafka import Producer
 
 from schemas import codec
-from tests.e2e.conftest import dead_letters, events_of, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import gateway, dead_letters, events_of, unique_subject, wait_for, wait_for_event
 
 PDF = b"%PDF-1.4\n\x00\xff\xfe binary body"
 BASE = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "s", "content": "c"}
@@ -40,7 +39,7 @@ def test_a_full_mail_goes_through_a_retry_and_arrives_complete(api, sandbox):
     for provider in sandbox.ports:
         sandbox.set_faults(provider, error_rate=1.0, status=503)
     try:
-        response = requests.post(f"{api}/mails/", json=full_body(subject), timeout=10)
+        response = gateway.post(f"{api}/mails/", json=full_body(subject), timeout=10)
         assert response.status_code == 202, response.text
         mail_id = response.json()["id"]
         wait_for_event(api, mail_id, "retry_scheduled")
@@ -74,7 +73,7 @@ def test_a_full_mail_goes_through_a_retry_and_arrives_complete(api, sandbox):
     ({**BASE, "content": "", "html": ""}, "content"),
 ])
 def test_a_bad_full_mail_gets_422_naming_the_field_and_a_rejected_event(api, body, field):
-    response = requests.post(f"{api}/mails/", json=body, timeout=10)
+    response = gateway.post(f"{api}/mails/", json=body, timeout=10)
     assert response.status_code == 422
     answer = response.json()
     assert answer["field"] == field and answer["error"].startswith(f"{field}:")

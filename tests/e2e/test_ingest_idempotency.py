@@ -17,7 +17,7 @@ from sandbox_client import Sandbox
 from schemas import codec, topics
 from schemas.events import now_ms
 from schemas.validation import MAX_SCHEDULE_DAYS
-from tests.e2e.conftest import events_of, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import gateway, events_of, unique_subject, wait_for, wait_for_event
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -32,7 +32,7 @@ def post(api: str, body: bytes, key: str | None = None) -> requests.Response:
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Idempotency-Key"] = key
-    return requests.post(f"{api}/mails/", data=body, headers=headers, timeout=15)
+    return gateway.post(f"{api}/mails/", data=body, headers=headers, timeout=15)
 
 
 def requests_on_topic(bootstrap: str, mail_id: str, timeout: float = 30.0) -> list[dict]:

@@ -1,11 +1,10 @@
 """The lag endpoint against the running stack: it reads the groups' real commits and the topics' ends."""
-import requests
 
-from tests.e2e.conftest import post_mail, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import gateway, post_mail, unique_subject, wait_for, wait_for_event
 
 
 def lag(api: str) -> dict:
-    response = requests.get(f"{api}/analytics/lag", timeout=15)
+    response = gateway.get(f"{api}/analytics/lag", timeout=15)
     assert response.status_code == 200, response.text
     return {group["group"]: group for group in response.json()["groups"]}
 

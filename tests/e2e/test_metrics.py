@@ -43,7 +43,8 @@ def test_every_process_exports_metrics_that_count_real_mails(api, sandbox, stack
         assert timed >= total(samples, "mercury_dispatcher_sends_total")
         states = {labels["provider"]: value for sample, labels, value in samples
                   if sample == "mercury_dispatcher_breaker_state"}
-        assert set(states) == {"mailgun", "sendgrid"} and set(states.values()) <= {0, 1, 2}
+        # Other tests add providers through the registry: the environment's two are there whatever else is.
+        assert {"mailgun", "sendgrid"} <= set(states) and set(states.values()) <= {0, 1, 2}
     assert sent >= MAILS
 
     # The mails' `sent` events are in ClickHouse; their requests travel on another topic, so wait for those too.

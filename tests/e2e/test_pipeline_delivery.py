@@ -1,9 +1,8 @@
 """A mail's life through the real stack: HTTP → Kafka → dispatcher → sandbox provider → ClickHouse."""
 import time
 
-import requests
 
-from tests.e2e.conftest import (dead_letters, events_of, post_mail, unique_subject, wait_for,
+from tests.e2e.conftest import (gateway, dead_letters, events_of, post_mail, unique_subject, wait_for,
                                 wait_for_event)
 
 
@@ -13,7 +12,7 @@ def kinds(events: list[dict]) -> list[str]:
 
 def test_a_posted_mail_is_sent_exactly_once_and_traced(api, sandbox):
     subject = unique_subject("hello")
-    response = requests.post(f"{api}/mails/", json={
+    response = gateway.post(f"{api}/mails/", json={
         "sender": "alice@example.com", "recipients": "bob@example.com, carol@example.com",
         "subject": subject, "content": "Hi both"}, timeout=10)
     assert response.status_code == 202
@@ -26,12 +25,12 @@ def test_a_posted_mail_is_sent_exactly_once_and_traced(api, sandbox):
     assert events[1]["provider"] == events[2]["provider"]
     assert sum(sandbox.received(subject).values()) == 1
 
-    mail = requests.get(f"{api}/mails/{mail_id}", timeout=10).json()
+    mail = gateway.get(f"{api}/mails/{mail_id}", timeout=10).json()
     assert mail["recipients"] == ["bob@example.com", "carol@example.com"]
     assert mail["status"] == "sent"
-    listed = requests.get(f"{api}/mails/", params={"per_page": 500}, timeout=10).json()
+    listed = gateway.get(f"{api}/mails/", params={"per_page": 500}, timeout=10).json()
     assert mail_id in [m["id"] for m in listed["mails"]]
-    event = requests.get(f"{api}/mails/{mail_id}/events/{events[2]['id']}", timeout=10).json()
+    event = gateway.get(f"{api}/mails/{mail_id}/events/{events[2]['id']}", timeout=10).json()
     assert event["event"] == "sent" and set(event) >= {"id", "created_at", "created_by", "event", "mail", "blob"}
 
 

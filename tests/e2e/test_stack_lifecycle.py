@@ -12,6 +12,7 @@ import requests
 
 from deploy.processes import free_port
 from tests.e2e.conftest import post_mail, wait_for_event
+from tests.e2e.sessions import key_session
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT_VARIABLES = ("MERCURY_KAFKA_PORT", "CLICKHOUSE_PORT", "MERCURY_CLICKHOUSE_HTTP_PORT", "MERCURY_INGEST_PORT",
@@ -33,6 +34,10 @@ class RunningStack:
 
     def output(self) -> str:
         return self.log.read_text()
+
+    def session(self) -> requests.Session:
+        """Requests with the admin key this run printed."""
+        return key_session(re.search(r"export MERCURY_API_KEY=(mk_\S+)", self.output())[1])
 
     def children(self) -> list[int]:
         return [int(pid) for pid in re.findall(r"started \S+ pid=(\d+)", self.output())]
@@ -65,8 +70,8 @@ def test_the_stack_stops_cleanly_and_keeps_its_history(tmp_path):
 
     first = RunningStack(env, tmp_path / "first.log")
     assert f"curl -si -X POST {api}/mails/" in first.output()
-    mail_id = post_mail(api, "kept across runs")
-    wait_for_event(api, mail_id, "sent")
+    mail_id = post_mail(api, "kept across runs", session=first.session())
+    wait_for_event(api, mail_id, "sent", session=first.session())
     groups = first.children()
     assert len(groups) == 6  # broker, clickhouse, sandbox, ingest, one dispatcher, sink
     assert first.terminate() == 0
@@ -74,7 +79,7 @@ def test_the_stack_stops_cleanly_and_keeps_its_history(tmp_path):
 
     second = RunningStack(env, tmp_path / "second.log")
     try:
-        mail = requests.get(f"{api}/mails/{mail_id}", timeout=10).json()
+        mail = second.session().get(f"{api}/mails/{mail_id}", timeout=10).json()
         assert mail["subject"] == "kept across runs" and mail["status"] == "sent"
     finally:
         second.terminate()

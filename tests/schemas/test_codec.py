@@ -9,7 +9,7 @@ MAIL = {"id": "m1", "sender": "a@example.com", "recipients": ["b@example.com"], 
         "content": "c", "created_at": 1_700_000_000_000, "origin": "http"}
 # What a record without the later fields decodes with.
 DEFAULTS = {"send_at": 0, "replayed_at": 0, "html": "", "cc": [], "bcc": [], "reply_to": "", "headers": {},
-            "attachments": [], "tags": [], "metadata": {}}
+            "attachments": [], "tags": [], "metadata": {}, "tenant": "default"}
 
 
 def test_a_record_round_trips_with_its_schema_id_in_the_header():
@@ -30,7 +30,7 @@ def test_a_record_written_with_the_first_schema_version_decodes_into_the_newest(
 
 def test_every_subject_lists_its_versions_oldest_first():
     versions = registry.subject_versions("mail.retry.3-value")
-    assert [s.version for s in versions] == [1, 2, 3] and versions[-1] is registry.by_name("mercury.RetryRecord")
+    assert [s.version for s in versions] == [1, 2, 3, 4] and versions[-1] is registry.by_name("mercury.RetryRecord")
 
 
 def test_a_record_from_an_older_producer_without_origin_gets_the_default():

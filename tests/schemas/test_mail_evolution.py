@@ -14,14 +14,17 @@ from schemas.model import Attachment, Mail
 
 SEED = {"id": "m1", "sender": "a@example.com", "recipients": ["b@example.com"], "subject": "s", "content": "c",
         "created_at": 1_700_000_000_000, "origin": "http"}
-NEW_DEFAULTS = {"html": "", "cc": [], "bcc": [], "reply_to": "", "headers": {}, "attachments": [], "tags": [],
-                "metadata": {}}
+V3_DEFAULTS = {"html": "", "cc": [], "bcc": [], "reply_to": "", "headers": {}, "attachments": [], "tags": [],
+               "metadata": {}}
+NEW_DEFAULTS = {**V3_DEFAULTS, "tenant": "default"}
+V3_FIELDS = {**SEED, "send_at": 5, "replayed_at": 6, "html": "<p>h</p>", "cc": ["c@example.com"], "bcc": [],
+             "reply_to": "", "headers": {"X-A": "b"}, "attachments": [], "tags": ["t"], "metadata": {"k": "v"}}
 FULL = Mail(
     id="m-full", sender="a@example.com", recipients=("b@example.com",), subject="Spring", content="text",
     created_at=1_700_000_000_000, origin="http", html="<p>html</p>", cc=("c@example.com",),
     bcc=("d@example.com",), reply_to="r@example.com", headers={"X-Campaign": "spring"},
     attachments=(Attachment("a.pdf", "application/pdf", b"%PDF\x00\xff"),), tags=("t1", "t2"),
-    metadata={"customer": "42"},
+    metadata={"customer": "42"}, tenant="acme",
 )
 
 
@@ -35,29 +38,40 @@ def written_with(schema_id: int, record: dict) -> bytes:
 
 
 def test_the_new_versions_take_the_next_free_ids_and_the_old_ones_stay():
-    assert registry.by_name("mercury.MailRequest").id == 10 and registry.by_name("mercury.RetryRecord").id == 11
-    assert [s.id for s in registry.subject_versions("mail.requests-value")] == [1, 7, 10]
-    assert [s.id for s in registry.subject_versions("mail.retry.0-value")] == [2, 8, 11]
+    assert registry.by_name("mercury.MailRequest").id == 12 and registry.by_name("mercury.RetryRecord").id == 13
+    assert [s.id for s in registry.subject_versions("mail.requests-value")] == [1, 7, 10, 12]
+    assert [s.id for s in registry.subject_versions("mail.retry.0-value")] == [2, 8, 11, 13]
 
 
 @pytest.mark.parametrize("schema_id, record, defaults", [
     (1, SEED, {"send_at": 0, "replayed_at": 0, **NEW_DEFAULTS}),
     (7, {**SEED, "send_at": 5, "replayed_at": 6}, NEW_DEFAULTS),
+    (10, V3_FIELDS, {"tenant": "default"}),
 ])
 def test_an_older_mail_request_decodes_with_the_new_defaults(schema_id, record, defaults):
     name, decoded = codec.decode(written_with(schema_id, record))
     assert (name, decoded) == ("mercury.MailRequest", {**record, **defaults})
-    assert Mail.from_record(decoded).attachments == ()
+    assert Mail.from_record(decoded).tenant == "default"
 
 
-@pytest.mark.parametrize("schema_id, mail", [(2, SEED), (8, {**SEED, "send_at": 0, "replayed_at": 0})])
+@pytest.mark.parametrize("schema_id, mail", [
+    (2, SEED), (8, {**SEED, "send_at": 0, "replayed_at": 0}), (11, {**SEED, "send_at": 0, "replayed_at": 0,
+                                                                   **V3_DEFAULTS}),
+])
 def test_an_older_retry_record_decodes_with_the_new_defaults(schema_id, mail):
     retry = {"mail": mail, "level": 1, "due_at": 5, "excluded": ["mailgun"], "last_error": "x"}
     name, decoded = codec.decode(written_with(schema_id, retry))
     assert name == "mercury.RetryRecord" and decoded["mail"] == {**SEED, "send_at": 0, "replayed_at": 0,
                                                                  **NEW_DEFAULTS}
     job = job_from_record(name, decoded, Source(topics.retry_topic(1), 0, 0, 0))
-    assert job.mail.html == "" and job.excluded == {"mailgun"}
+    assert (job.mail.html, job.mail.tenant) == ("", "default") and job.excluded == {"mailgun"}
+
+
+def test_the_newest_versions_carry_the_tenant():
+    _, record = codec.decode(codec.encode("mercury.MailRequest", FULL.to_record()))
+    assert record["tenant"] == "acme" and codec.decode(written_with(12, record))[1] == record
+    retry = Job(FULL, Source(topics.REQUESTS, 0, 1, 0)).retry_record(0, 1, "x")
+    assert retry[1:5] == (13).to_bytes(4, "big") and codec.decode(retry)[1]["mail"]["tenant"] == "acme"
 
 
 def test_a_full_mail_survives_its_request_record():
@@ -91,7 +105,7 @@ def test_a_full_mail_survives_its_dead_letter_and_replay():
 def test_the_analytics_sink_still_makes_a_row_of_the_newest_version():
     _, record = codec.decode(codec.encode("mercury.MailRequest", FULL.to_record()))
     assert mail_row(record, 3, 7) == ("m-full", "a@example.com", ["b@example.com"], "Spring", "text", "http",
-                                      1_700_000_000_000, 3, 7)
+                                      1_700_000_000_000, 3, 7, "acme")
 
 
 def _fields(mail: Mail) -> dict:

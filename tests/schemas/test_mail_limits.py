@@ -1,13 +1,16 @@
 """Every message-content limit and every header-injection case, through the JSON body the gateway parses and
 through check_mail alone (what the dispatcher runs on an outside producer's record): each names its field."""
+import asyncio
 import base64
 
 import orjson
 import pytest
 
+from dispatcher.delivery import Dispatcher
+from dispatcher.jobs import Source
 from ingest.requests_body import mail_from_body
-from schemas import validation
-from schemas.model import Attachment, Mail
+from schemas import codec, topics, validation
+from schemas.model import DEFAULT_TENANT, Attachment, Mail
 from schemas.validation import InvalidMail, check_mail
 
 GOOD = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "s", "content": "c"}
@@ -179,6 +182,39 @@ def test_an_outside_record_is_held_to_the_same_rules():
     with pytest.raises(InvalidMail) as caught:
         check_mail(Mail.from_record(record))
     assert caught.value.field == "headers.Bcc"
+
+
+@pytest.mark.parametrize("tenant", ["default", "acme", "0", "a" * 64, "acme-eu_2"])
+def test_a_tenant_is_a_short_lowercase_slug(tenant):
+    assert check_mail(Mail(**{**_fields(parse(GOOD)), "tenant": tenant})).tenant == tenant
+
+
+@pytest.mark.parametrize("tenant", ["", "Acme", "-acme", "_acme", "a" * 65, "acme corp", "ac.me", "acme\n", "acmé",
+                                    "a'; DROP TABLE mails"])
+def test_any_other_tenant_is_refused(tenant):
+    with pytest.raises(InvalidMail) as caught:
+        check_mail(Mail(**{**_fields(parse(GOOD)), "tenant": tenant}))
+    assert caught.value.field == "tenant"
+
+
+def test_an_outside_record_with_a_malformed_tenant_becomes_a_dead_letter():
+    """The refusal comes before any provider, breaker or ledger is consulted, so the dispatcher needs none."""
+    record = {"id": "outside-2", "sender": "shop@example.com", "recipients": ["bob@example.com"],
+              "subject": "s", "content": "c", "created_at": 1, "tenant": "Not A Tenant"}
+    payload = codec.encode("mercury.MailRequest", record)
+    dispatcher = Dispatcher([], None, None, None, None, (1.0,), True, "test-worker")
+    outputs = asyncio.run(dispatcher.handle(payload, b"outside-2", Source(topics.REQUESTS, 0, 7, 0)))
+    [letter] = [codec.decode(o.value)[1] for o in outputs if o.topic == topics.DEAD]
+    assert letter["reason"].startswith("tenant:") and letter["outcome"] == "malformed"
+    assert (letter["payload"], letter["source_offset"]) == (payload, 7)
+    events = [codec.decode(o.value)[1]["event"] for o in outputs if o.topic == topics.EVENTS]
+    assert events == ["rejected", "dead_lettered"]
+
+
+def test_a_mail_without_a_tenant_belongs_to_the_default_one():
+    assert parse(GOOD).tenant == DEFAULT_TENANT == "default"
+    assert Mail.from_record({"id": "m", "sender": "a@example.com", "recipients": [], "subject": "", "content": "",
+                             "created_at": 1}).tenant == DEFAULT_TENANT
 
 
 def test_check_mail_normalizes_every_address():

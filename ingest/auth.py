@@ -1,0 +1,60 @@
+"""Who is asking: the API key a request carries, checked for its scope and its rate (FastAPI dependencies).
+
+401 without a valid key, 403 when the key lacks the scope, 429 past its rate, 503 while the keys cannot be
+read (a valid key must never be told it is invalid because the broker is away).
+"""
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from ingest.api_keys import ApiKey, Scope
+from ingest.key_limits import KeyLimits, retry_after
+from ingest.control_topic import ControlUnavailable
+from ingest.key_ring import KeyRing
+
+BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="mk_<id>_<secret>",
+                    description="An API key from `POST /api/v1.0/keys/` or `mercury keys create`: "
+                                "`Authorization: Bearer mk_<id>_<secret>`.")
+
+
+class RateLimited(HTTPException):
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(429, "this API key is over its request rate; retry after the Retry-After seconds",
+                         {"Retry-After": retry_after(wait_s)})
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
+    """A dependency answering with the request's key once it is valid, has `scope`, and is within its rate."""
+
+    async def api_key(request: Request,
+                      credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiKey:
+        if credentials is None:
+            raise _unauthorized("an API key is required: Authorization: Bearer <key>")
+        ring: KeyRing = request.app.state.keys
+        try:
+            key = await ring.verify(credentials.credentials)
+        except ControlUnavailable as err:
+            raise HTTPException(503, f"API keys cannot be checked now; retry later ({err})",
+                                {"Retry-After": "2"}) from err
+        if key is None:
+            raise _unauthorized("the API key is not valid: unknown, revoked or mistyped")
+        if scope not in key.scopes:
+            raise HTTPException(403, f"this API key lacks the {scope} scope")
+        request.state.api_key = key
+        limits: KeyLimits = request.app.state.key_limits
+        if (wait_s := limits.try_take(key)) > 0:
+            raise RateLimited(wait_s)
+        return key
+
+    return api_key
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, {"WWW-Authenticate": 'Bearer realm="mercury"'})
+
+
+SEND = Depends(require(Scope.SEND))
+READ = Depends(require(Scope.READ))
+ADMIN = Depends(require(Scope.ADMIN))

@@ -1,0 +1,97 @@
+"""A compacted control topic as the gateway's admin endpoints use it: followed into memory, written through.
+
+A write returns once the broker acknowledged it and this process's replica has read it back, so the next
+read here shows it. Reads wait until the topic was read up to the start of this process at least once.
+Every failure to reach the broker within the timeout is ControlUnavailable (the endpoint answers 503).
+"""
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.publishing import Output
+from schemas.replica import TopicReplica
+
+log = logging.getLogger("mercury.ingest.control")
+
+
+class ControlUnavailable(RuntimeError):
+    """The topic could not be read or written in time."""
+
+
+class ControlTopic:
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[[str, bytes], None],
+                 timeout_s: float = 10.0) -> None:
+        self.topic = topic
+        self._timeout_s = timeout_s
+        self._producer: AsyncProducer | None = None
+        self._loading: asyncio.Task | None = None
+        self._ready = False
+        self._replica = TopicReplica(bootstrap, topic, f"ingest-{os.getpid()}-{uuid.uuid4().hex[:6]}", apply,
+                                     self._publish)
+
+    async def start(self, producer: AsyncProducer) -> None:
+        """Follow the topic, writing through `producer` (the gateway's); call from the app's lifespan. Reads
+        it up to now if the broker answers within the timeout, else the first request waits for it."""
+        self._producer = producer
+        try:
+            await self.loaded()
+        except ControlUnavailable as err:
+            log.warning("event=control_topic_not_loaded topic=%s error=%s", self.topic, err)
+
+    def close(self) -> None:
+        self._replica.close()
+
+    async def loaded(self) -> None:
+        """Return once the topic was read up to the first call; raises ControlUnavailable."""
+        if self._ready:
+            return
+        # One read for every waiting request: a timed-out wait leaves it running for the next.
+        if self._loading is None or (self._loading.done() and self._loading.exception() is not None):
+            self._loading = asyncio.create_task(self._replica.caught_up())
+        await self._within(asyncio.shield(self._loading), "read")
+        self._ready = True
+
+    async def refresh(self) -> None:
+        """Read everything written so far, by any process; raises ControlUnavailable."""
+        await self.loaded()
+        await self._within(self._replica.caught_up(), "read")
+
+    async def write(self, key: str, value: bytes) -> None:
+        """Store a record and return once this process applied it; raises ControlUnavailable."""
+        await self._publish([Output(self.topic, key, value)])
+        await self._within(self._replica.caught_up(), "read back")
+
+    async def _within(self, waiting: object, what: str) -> None:
+        try:
+            await asyncio.wait_for(waiting, self._timeout_s)
+        except (TimeoutError, ControlUnavailable, BrokerUnavailable) as err:
+            raise ControlUnavailable(f"{self.topic} could not be {what}: {err}") from err
+
+    async def _publish(self, outputs: list[Output]) -> None:
+        if self._producer is None:
+            raise ControlUnavailable("the gateway has not started")
+        try:
+            for output in outputs:
+                await self._producer.send(output.topic, output.key, output.value, output.partition)
+        except BrokerUnavailable as err:
+            raise ControlUnavailable(f"{self.topic} is unavailable: {err}") from err
+
+
+class ControlView:
+    """What a gateway process keeps in memory of one control topic; `_apply` folds in each record read."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float) -> None:
+        self._topic = ControlTopic(bootstrap, topic, self._apply, timeout_s)
+
+    async def start(self, producer: AsyncProducer) -> None:
+        """Follow the topic, writing through the gateway's producer; call from the app's lifespan."""
+        await self._topic.start(producer)
+
+    def close(self) -> None:
+        self._topic.close()
+
+    def _apply(self, key: str, value: bytes) -> None:
+        raise NotImplementedError

@@ -1,0 +1,43 @@
+"""Per-key request rates: a token bucket per key in each gateway process.
+
+The gateway's processes share nothing, so each admits 1/`processes` of a key's rate and burst: together they
+never admit more than the key's limit, whichever process a request lands on. (A client holding one
+keep-alive connection meets one process, so it may see 429 a little below its limit; `Retry-After` says
+when to come back.)
+"""
+import math
+import time
+from collections.abc import Callable
+
+from ingest.api_keys import DEFAULT_RATE, UNLIMITED, ApiKey
+
+
+class KeyLimits:
+    def __init__(self, default_rate: float, default_burst: int, processes: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._default_rate = default_rate
+        self._default_burst = default_burst
+        self._share = max(1, processes)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def try_take(self, key: ApiKey) -> float:
+        """Take one request; 0 when taken, else the seconds until one is free."""
+        rate = self._default_rate if key.rate_per_s == DEFAULT_RATE else key.rate_per_s
+        if rate == UNLIMITED:
+            return 0.0
+        burst = key.burst or (self._default_burst if key.rate_per_s == DEFAULT_RATE else 0) or 2 * rate
+        rate, capacity = rate / self._share, max(1.0, burst / self._share)
+        now = self._clock()
+        tokens, stamp = self._buckets.get(key.id, (capacity, now))
+        tokens = min(capacity, tokens + (now - stamp) * rate)
+        if tokens >= 1.0:
+            self._buckets[key.id] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key.id] = (tokens, now)
+        return (1.0 - tokens) / rate
+
+
+def retry_after(wait_s: float) -> str:
+    """Whole seconds, rounded up, at least one: what the Retry-After header can say."""
+    return str(max(1, math.ceil(wait_s)))

@@ -1,0 +1,215 @@
+"""`/api/v1.0/dispatcher/providers/`: add, change, disable or remove a mail provider while the dispatchers run.
+
+The environment's providers (MERCURY_PROVIDERS and their variables; give the gateway the dispatchers'
+environment) are the defaults; an entry written here replaces the one with its id or adds a new id, and every
+dispatcher worker applies it as it reads it. Secrets are write-only: encrypted with MERCURY_SECRETS_KEY before
+they reach the topic, and answers only say which secrets are set and where each value comes from.
+"""
+import logging
+import os
+from collections.abc import Mapping
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ingest import openapi
+from ingest.admin_bodies import REFUSALS, Refused, json_object, refusal
+from ingest.control_topic import ControlUnavailable, ControlView
+from ingest.responses import error, json_response
+from schemas import topics
+from schemas.events import now_ms
+from schemas.provider_entries import STORED, ProviderEntry, check_entry, check_id, effective
+from schemas.provider_settings import API, ENVIRONMENT, TYPES, InvalidSetting, environment_providers, settings_of
+from schemas.secrets import KEY_ENV, SecretBox, SecretsUnavailable, open_secrets, secret_box
+
+log = logging.getLogger("mercury.ingest.providers")
+PREFIX = "/api/v1.0/dispatcher/providers"
+CREATE_FIELDS = ("id", "type", "enabled", "settings", "secrets")
+CHANGE_FIELDS = ("type", "enabled", "settings", "secrets")
+
+
+class ProvidersApi(ControlView):
+    def __init__(self, bootstrap: str, env: Mapping[str, str] = os.environ, topic: str = topics.PROVIDERS,
+                 timeout_s: float = 10.0) -> None:
+        """Raises ValueError for a MERCURY_PROVIDERS or MERCURY_SECRETS_KEY that cannot be used."""
+        self._env = env
+        self._defaults = environment_providers(env)
+        self._box = secret_box(env)
+        self._entries: dict[str, ProviderEntry] = {}
+        super().__init__(bootstrap, topic, timeout_s)
+
+    def _apply(self, key: str, value: bytes) -> None:
+        entry = ProviderEntry.decode(value)
+        if entry.id != key:
+            raise ValueError(f"a registry record under {key!r} names {entry.id!r}")
+        self._entries[key] = entry
+
+    def _current(self, provider_id: str) -> ProviderEntry | None:
+        """The provider as it stands: its entry, the environment's default as an entry without an update
+        time, or None when there is none (never was, or removed)."""
+        entry = self._entries.get(provider_id)
+        if entry is None:
+            return ProviderEntry(provider_id, provider_id) if provider_id in self._defaults else None
+        return None if entry.removed else entry
+
+    def _view(self, entry: ProviderEntry) -> dict:
+        stored = {name: STORED for name in entry.secret_names}
+        values = effective(entry.type, self._env, entry.settings, stored)
+        settings, secrets = {}, []
+        for setting in settings_of(entry.type):
+            if not setting.secret:
+                settings[setting.name] = values[setting.name].value
+            elif values[setting.name].value:
+                secrets.append(setting.name)
+        return {
+            "id": entry.id, "type": entry.type, "enabled": entry.enabled,
+            "source": API if entry.updated_at else ENVIRONMENT,
+            "settings": settings, "secrets": secrets,
+            "sources": {name: sourced.source for name, sourced in values.items()},
+            "updated_at": entry.updated_at or None,
+            "url": f"{PREFIX}/{entry.id}",
+        }
+
+    def _listed(self) -> list[dict]:
+        ids = sorted({*self._defaults, *self._entries})
+        return [self._view(entry) for entry in map(self._current, ids) if entry is not None]
+
+    async def _create(self, data: dict) -> ProviderEntry:
+        provider_id = check_id(data.get("id"))
+        provider_type = _type(data.get("type"))
+        enabled = _flag(data, "enabled", True)
+        settings = {k: v for k, v in _changes(data, "settings").items() if v is not None}
+        secrets = {k: v for k, v in _changes(data, "secrets").items() if v is not None}
+        await self._topic.refresh()
+        if self._current(provider_id) is not None:
+            raise Refused(409, f"provider {provider_id} exists; change it with PUT {PREFIX}/{provider_id}", "id")
+        entry = ProviderEntry(provider_id, provider_type, enabled, settings, tuple(sorted(secrets)),
+                              updated_at=now_ms())
+        check_entry(entry, self._env, secrets)
+        return _sealed(entry, secrets, self._box)
+
+    async def _change(self, provider_id: str, data: dict) -> ProviderEntry:
+        await self._topic.refresh()
+        current = self._current(provider_id)
+        if current is None:
+            raise Refused(404, f"provider {provider_id} not found", None)
+        provider_type = _type(data["type"]) if "type" in data else current.type
+        enabled = _flag(data, "enabled", current.enabled)
+        settings = _merged(current.settings, _changes(data, "settings"))
+        secret_changes = _changes(data, "secrets")
+        names = sorted(_merged(dict.fromkeys(current.secret_names, STORED), secret_changes))
+        entry = ProviderEntry(provider_id, provider_type, enabled, settings, tuple(names), current.secrets,
+                              updated_at=now_ms())
+        given = {name: value for name, value in secret_changes.items() if value is not None}
+        check_entry(entry, self._env, {name: given.get(name, STORED) for name in names})
+        if not secret_changes:
+            return entry
+        stored = _opened(self._box, current.secrets)
+        return _sealed(entry, _merged(stored, secret_changes), self._box)
+
+    async def _write(self, entry: ProviderEntry) -> None:
+        await self._topic.write(entry.id, entry.encode())
+        log.info("event=provider_written id=%s type=%s enabled=%s removed=%s settings=%s secrets=%s", entry.id,
+                 entry.type, entry.enabled, entry.removed, ",".join(sorted(entry.settings)) or "-",
+                 ",".join(entry.secret_names) or "-")
+
+    def router(self) -> APIRouter:
+        routes = APIRouter(prefix=PREFIX, tags=["dispatcher"])
+
+        @routes.get("/", **openapi.LIST_PROVIDERS)
+        async def list_providers() -> Response:
+            try:
+                await self._topic.loaded()
+            except ControlUnavailable as err:
+                return error(503, f"the provider registry cannot be read now: {err}")
+            return json_response({"providers": self._listed()})
+
+        @routes.get("/{provider_id}", **openapi.GET_PROVIDER)
+        async def get_provider(provider_id: str) -> Response:
+            try:
+                await self._topic.loaded()
+            except ControlUnavailable as err:
+                return error(503, f"the provider registry cannot be read now: {err}")
+            entry = self._current(provider_id)
+            return error(404, f"provider {provider_id} not found") if entry is None else json_response(self._view(entry))
+
+        @routes.post("/", status_code=201, **openapi.CREATE_PROVIDER)
+        async def create_provider(request: Request) -> Response:
+            return await self._answer(request, CREATE_FIELDS, None, 201)
+
+        @routes.put("/{provider_id}", **openapi.CHANGE_PROVIDER)
+        async def change_provider(provider_id: str, request: Request) -> Response:
+            return await self._answer(request, CHANGE_FIELDS, provider_id, 200)
+
+        @routes.delete("/{provider_id}", status_code=204, **openapi.DELETE_PROVIDER)
+        async def delete_provider(provider_id: str) -> Response:
+            """Removed for good: the record stays, so no restart brings an environment default back."""
+            try:
+                await self._topic.refresh()
+                current = self._current(provider_id)
+                if current is None:
+                    return error(404, f"provider {provider_id} not found")
+                await self._write(ProviderEntry(provider_id, current.type, enabled=False, removed=True,
+                                                updated_at=now_ms()))
+            except ControlUnavailable as err:
+                return error(503, f"nothing was removed: {err}")
+            return Response(status_code=204)
+
+        return routes
+
+    async def _answer(self, request: Request, fields: tuple[str, ...], provider_id: str | None,
+                      status: int) -> Response:
+        try:
+            data = await json_object(request, fields)
+            entry = await (self._create(data) if provider_id is None else self._change(provider_id, data))
+            await self._write(entry)
+        except REFUSALS as err:
+            return refusal(err)
+        view = self._view(entry)
+        return json_response(view, status, {"Location": view["url"]} if status == 201 else None)
+
+
+def _type(value: object) -> str:
+    if not isinstance(value, str) or value not in TYPES:
+        raise InvalidSetting("type", f"required, one of {', '.join(TYPES)}")
+    return value
+
+
+def _flag(data: dict, field: str, default: bool) -> bool:
+    value = data.get(field, default)
+    if not isinstance(value, bool):
+        raise InvalidSetting(field, "must be true or false")
+    return value
+
+
+def _changes(data: dict, field: str) -> dict[str, str | None]:
+    """A settings or secrets object: strings (numbers taken as their text), or null to drop the API's value."""
+    changes = data.get(field, {})
+    if not isinstance(changes, dict):
+        raise InvalidSetting(field, "must be an object of strings")
+    found: dict[str, str | None] = {}
+    for name, value in changes.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            raise InvalidSetting(f"{field}.{name}", "must be a string, a number or null")
+        found[name] = None if value is None else str(value)
+    return found
+
+
+def _merged(current: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    merged = {**current, **{name: value for name, value in changes.items() if value is not None}}
+    return {name: value for name, value in merged.items() if changes.get(name, "") is not None}
+
+
+def _opened(box: SecretBox | None, token: bytes) -> dict[str, str]:
+    try:
+        return open_secrets(box, token)
+    except SecretsUnavailable as err:
+        raise Refused(503, f"secrets cannot be changed: {err}", "secrets") from err
+
+
+def _sealed(entry: ProviderEntry, secrets: dict[str, str], box: SecretBox | None) -> ProviderEntry:
+    """The entry carrying its secrets encrypted; refuses to store any without a key."""
+    if secrets and box is None:
+        raise Refused(503, f"secrets cannot be stored: {KEY_ENV} is not set on the gateway", "secrets")
+    return ProviderEntry(entry.id, entry.type, entry.enabled, entry.settings, tuple(sorted(secrets)),
+                         box.seal(secrets) if box else b"", entry.removed, entry.updated_at)

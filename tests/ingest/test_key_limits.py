@@ -1,0 +1,56 @@
+"""Per-key token buckets: a key's rate and burst, shared out over the gateway's processes."""
+from ingest.api_keys import mint
+from ingest.key_limits import KeyLimits, retry_after
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def admitted(limits: KeyLimits, key, tries: int) -> int:
+    return sum(1 for _ in range(tries) if limits.try_take(key) == 0)
+
+
+def test_a_key_gets_its_burst_at_once_then_its_rate():
+    clock = Clock()
+    limits = KeyLimits(100, 200, processes=1, clock=clock)
+    key, _ = mint(rate_per_s=10, burst=5)
+    assert admitted(limits, key, 20) == 5
+    wait = limits.try_take(key)
+    assert 0 < wait <= 0.1
+    clock.now += 1.0
+    assert admitted(limits, key, 20) == 5  # ten refilled, but a bucket holds five
+
+
+def test_each_process_admits_its_share():
+    clock = Clock()
+    key, _ = mint(rate_per_s=10, burst=10)
+    processes = [KeyLimits(100, 200, processes=2, clock=clock) for _ in range(2)]
+    assert sum(admitted(p, key, 50) for p in processes) == 10
+    clock.now += 1.0
+    assert sum(admitted(p, key, 50) for p in processes) == 10
+
+
+def test_keys_without_their_own_limit_take_the_gateways_and_zero_is_unlimited():
+    clock = Clock()
+    limits = KeyLimits(2, 3, processes=1, clock=clock)
+    default, _ = mint()
+    unlimited, _ = mint(rate_per_s=0)
+    assert admitted(limits, default, 10) == 3
+    assert admitted(limits, unlimited, 10_000) == 10_000
+    assert admitted(KeyLimits(0, 0, processes=1, clock=clock), default, 1000) == 1000
+
+
+def test_keys_do_not_share_a_bucket():
+    limits = KeyLimits(1, 1, processes=1, clock=Clock())
+    first, _ = mint()
+    second, _ = mint()
+    assert admitted(limits, first, 5) == 1 and admitted(limits, second, 5) == 1
+
+
+def test_retry_after_is_whole_seconds_rounded_up():
+    assert [retry_after(s) for s in (0.01, 1.0, 1.2, 59.5)] == ["1", "1", "2", "60"]
