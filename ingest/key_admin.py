@@ -10,10 +10,11 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 
 import orjson
 
-from ingest.api_keys import DEFAULT_RATE, ApiKey, InvalidKeyRequest, Scope, mint
+from ingest.api_keys import DEFAULT_RATE, UNLIMITED, ApiKey, InvalidKeyRequest, Scope, mint
 from ingest.control_topic import ControlUnavailable
 from ingest.key_ring import KeyRing
 from schemas.events import now_ms
@@ -75,7 +76,12 @@ def _show(key: ApiKey, token: str | None, as_json: bool) -> str:
     shown = key.public() | ({"key": token} if token else {})
     if as_json:
         return orjson.dumps(shown).decode()
-    lines = [f"{name + ':':11}{','.join(value) if isinstance(value, list) else value}"
+    if shown["rate_per_s"] == UNLIMITED:
+        shown["rate_per_s"] = "unlimited"
+    for moment in ("created_at", "revoked_at"):
+        if shown[moment]:
+            shown[moment] = datetime.fromtimestamp(shown[moment] / 1000, UTC).isoformat(timespec="seconds")
+    lines = [f"{name + ':':12}{','.join(value) if isinstance(value, list) else value}"
              for name, value in shown.items() if value is not None]
     if token:
         lines.append("(the key is shown this once: only its hash is stored)")
