@@ -149,6 +149,8 @@ def test_the_cli_mints_lists_and_revokes_keys(stack, api):
     rows = [orjson.loads(line) for line in listed.stdout.splitlines()]
     assert minted["id"] in {row["id"] for row in rows}
     assert minted["key"].rsplit("_", 1)[1] not in listed.stdout
+    shown = mercury(stack, "keys", "list", "--tenant", "cli-tenant").stdout
+    assert f"id:         {minted['id']}" in shown and "scopes:     read" in shown and "name:       from cli" in shown
 
     revoked = mercury(stack, "keys", "revoke", minted["id"])
     assert revoked.returncode == 0 and minted["id"] in revoked.stdout
