@@ -23,16 +23,15 @@ from ingest.auth import ADMIN, READ, SEND, RateLimited
 from ingest.config import IngestConfig
 from ingest.configurations_api import ConfigurationsApi
 from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
-from schemas.producer import AsyncProducer, BrokerUnavailable
 from ingest.key_limits import KeyLimits
 from ingest.key_ring import KeyRing
 from ingest.providers_api import ProvidersApi
 from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, parse_json
-from ingest.responses import error as _error
-from ingest.responses import json_response as _json
+from ingest.responses import error, json_response
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event
 from schemas.model import Mail
+from schemas.producer import AsyncProducer, BrokerUnavailable
 from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 
@@ -102,19 +101,19 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             key: ApiKey = request.state.api_key
             return await reject(request.app.state.producer, new_id(), KeyOverRate("authorization", exc.detail),
                                 b"", key.tenant, status=429, headers=exc.headers, key=key.id)
-        return _error(exc.status_code, str(exc.detail), exc.headers)
+        return error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0]
-        return _error(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        return error(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
     @app.exception_handler(ClickHouseError)
     @app.exception_handler(EOFError)
     @app.exception_handler(OSError)
     async def store_down(_request: Request, exc: Exception) -> Response:
         log.error("event=clickhouse_error error=%r", exc)
-        return _error(503, "the mail history store is unavailable; retry later")
+        return error(503, "the mail history store is unavailable; retry later")
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
@@ -139,11 +138,11 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             log.error("event=rejected_event_unrecorded mail=%s error=%s", mail_id, exc)
         status = status or _status_for(err)
         metrics.MAILS_REJECTED.labels(str(status)).inc()
-        return _error(status, str(err), headers, field=err.field, mail_id=mail_id)
+        return error(status, str(err), headers, field=err.field, mail_id=mail_id)
 
     @app.get(f"{API}/", **openapi.INDEX)
     def index() -> Response:
-        return _json({
+        return json_response({
             "version": "1.0",
             "endpoints": {
                 "mails": f"{API}/mails/",
@@ -165,7 +164,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             await producer.send(topics.REQUESTS, mail.id, codec.encode("mercury.MailRequest", mail.to_record()))
         except BrokerUnavailable as err:
             log.warning("event=mail_not_accepted mail=%s error=%s", mail.id, err)
-            return _error(503, "the mail queue is unavailable; nothing was accepted, retry later")
+            return error(503, "the mail queue is unavailable; nothing was accepted, retry later")
         try:
             await producer.send(topics.EVENTS, mail.id, encode_event(accepted_event(mail, "ingest", **detail)))
         except BrokerUnavailable as err:
@@ -235,11 +234,11 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
                    api_key: ApiKey = READ) -> Response:
         # Bounded so the row offset stays within ClickHouse's integers (past that it answered as if it were down).
         if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
-            return _error(422, f"page must be between 1 and {MAX_PAGE} and per_page between 1 and {MAX_PER_PAGE}")
+            return error(422, f"page must be between 1 and {MAX_PAGE} and per_page between 1 and {MAX_PER_PAGE}")
         mails, total = stores.get().list_mails(limit=per_page, offset=(page - 1) * per_page,
                                                tenant=api_key.tenant)
         has_next = page * per_page < total
-        return _json({
+        return json_response({
             "mails": [_with_links(m) for m in mails],
             "page": page,
             "per_page": per_page,
@@ -251,22 +250,22 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     def get_mail(mail_id: str, api_key: ApiKey = READ) -> Response:
         mail = stores.get().get_mail(mail_id, tenant=api_key.tenant)
         if mail is None:
-            return _error(404, f"mail {mail_id} not found")
-        return _json(_with_links(mail))
+            return error(404, f"mail {mail_id} not found")
+        return json_response(_with_links(mail))
 
     @app.get(f"{API}/mails/{{mail_id}}/events/", **openapi.LIST_EVENTS)
     def list_events(mail_id: str, api_key: ApiKey = READ) -> Response:
         events = stores.get().mail_events(mail_id, tenant=api_key.tenant)
         if not events and stores.get().get_mail(mail_id, tenant=api_key.tenant) is None:
-            return _error(404, f"mail {mail_id} not found")
-        return _json({"mail": mail_id, "events": events})
+            return error(404, f"mail {mail_id} not found")
+        return json_response({"mail": mail_id, "events": events})
 
     @app.get(f"{API}/mails/{{mail_id}}/events/{{event_id}}", **openapi.GET_EVENT)
     def get_event(mail_id: str, event_id: str, api_key: ApiKey = READ) -> Response:
         event = stores.get().get_event(mail_id, event_id, tenant=api_key.tenant)
         if event is None:
-            return _error(404, f"event {event_id} of mail {mail_id} not found")
-        return _json(event)
+            return error(404, f"event {event_id} of mail {mail_id} not found")
+        return json_response(event)
 
     @app.post(f"{API}/mails/{{mail_id}}/events/", status_code=202, **openapi.CREATE_EVENT)
     async def create_event(mail_id: str, request: Request, api_key: ApiKey = SEND) -> Response:
@@ -275,25 +274,25 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         try:
             data = parse_json(await read_body(request))
         except InvalidMail as err:
-            return _error(_status_for(err), str(err), field=err.field)
+            return error(_status_for(err), str(err), field=err.field)
         name = data.get("event")
         if not isinstance(name, str) or not EVENT_NAME.match(name):
-            return _error(422, "event: required, lowercase letters, digits and '_' (at most 64)", field="event")
+            return error(422, "event: required, lowercase letters, digits and '_' (at most 64)", field="event")
         if name in PIPELINE_EVENTS:
-            return _error(422, f"event: {name!r} is recorded by the pipeline itself", field="event")
+            return error(422, f"event: {name!r} is recorded by the pipeline itself", field="event")
         created_by = data.get("created_by", "api")
         if not isinstance(created_by, str) or len(created_by) > 64:
-            return _error(422, "created_by: must be a string of at most 64 characters", field="created_by")
+            return error(422, "created_by: must be a string of at most 64 characters", field="created_by")
         blob = data.get("blob", "")
         if await run_in_threadpool(lambda: stores.get().get_mail(mail_id, tenant=api_key.tenant)) is None:
-            return _error(404, f"mail {mail_id} not found (a mail just accepted shows up within seconds)")
+            return error(404, f"mail {mail_id} not found (a mail just accepted shows up within seconds)")
         event = make_event(mail_id, name, created_by)
         event["blob"] = blob if isinstance(blob, str) else orjson.dumps(blob).decode()
         try:
             await request.app.state.producer.send(topics.EVENTS, mail_id, encode_event(event))
         except BrokerUnavailable:
-            return _error(503, "the event stream is unavailable; nothing was recorded, retry later")
-        return _json(event, 202, {"Location": f"{_mail_url(mail_id)}/events/{event['id']}"})
+            return error(503, "the event stream is unavailable; nothing was recorded, retry later")
+        return json_response(event, 202, {"Location": f"{_mail_url(mail_id)}/events/{event['id']}"})
 
     return app
 
@@ -329,7 +328,7 @@ def _accepted(mail: Mail, replayed: bool = False) -> Response:
     headers = {"Location": url, "MailId": mail.id}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return _json(body, 202, headers)
+    return json_response(body, 202, headers)
 
 
 def _with_links(mail: dict) -> dict:
