@@ -22,13 +22,13 @@ from dispatcher.ledger import DeliveryLedger
 from dispatcher.live_settings import LiveSettings
 from dispatcher.pipeline import run_ordered
 from dispatcher.provider_pool import ProviderPool, probe_lease_s
-from schemas.publishing import Publisher
 from dispatcher.ratelimit import RateLimits
-from schemas.replica import TopicReplica
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
 from schemas import topics
 from schemas.producer import AsyncProducer
+from schemas.publishing import Publisher
+from schemas.replica import TopicReplica
 from schemas.secrets import secret_box
 
 log = logging.getLogger("mercury.dispatcher")

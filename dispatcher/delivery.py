@@ -16,7 +16,6 @@ from dispatcher import metrics
 from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import Job, Source, job_from_record
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
-from schemas.publishing import Output
 from dispatcher.ratelimit import RateLimits
 from providers.base import ProviderAdapter, SendResult
 from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,
@@ -24,6 +23,7 @@ from providers.errors import (AmbiguousError, PermanentError, ProviderError, Pro
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
+from schemas.publishing import Output
 from schemas.validation import InvalidMail, check_mail
 from schemas.vocabulary import DeadReason, EventType, FailureCause, Outcome
 

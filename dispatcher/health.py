@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dispatcher.metrics import BREAKER_STATE, BREAKER_VALUES
-from schemas.publishing import Output
 from providers.errors import AmbiguousError, ProviderError, ProviderFailure, ThrottledError, TransientError
 from schemas import codec, topics
 from schemas.events import now_ms
+from schemas.publishing import Output
 
 log = logging.getLogger("mercury.dispatcher.health")
 SCHEMA = "mercury.ProviderHealth"

@@ -11,10 +11,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from schemas.publishing import Output
-from schemas.replica import Publish, TopicReplica
 from schemas import codec, topics
 from schemas.events import now_ms
+from schemas.publishing import Output
+from schemas.replica import Publish, TopicReplica
 
 log = logging.getLogger("mercury.dispatcher.ledger")
 SCHEMA = "mercury.LedgerEntry"

@@ -9,9 +9,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from dispatcher.health import FleetHealth
 from dispatcher.ledger import DeliveryLedger
+from schemas.producer import AsyncProducer
 from schemas.publishing import Publisher
 from schemas.replica import TopicReplica
-from schemas.producer import AsyncProducer
 
 
 class Fleet:

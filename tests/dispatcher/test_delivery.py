@@ -13,11 +13,11 @@ from dispatcher.delivery import MAX_DEAD_PAYLOAD, Dispatcher
 from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import SENDING
-from schemas.publishing import Output
 from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import ThreadedSender
 from providers.config import load_providers
 from schemas import codec, topics
+from schemas.publishing import Output
 
 DELAYS = (0.3, 0.6)
 
