@@ -5,6 +5,10 @@ acknowledged only after every record it produced was acknowledged by the broker.
 each worker follows the health and ledger topics into memory and publishes a heartbeat, and follows the
 provider registry and the configurations, applying each change as it is read; no record is handled before
 both were read up to the worker's start, so a provider removed through the API never sends again.
+
+A rebalance waits for this worker's sends under way (`dispatcher.ownership`), so the next owner of a partition
+meets their ledger entries; SIGTERM does the same, then lets every finished record be acknowledged and
+committed before the producer closes.
 """
 import asyncio
 import logging
@@ -20,7 +24,8 @@ from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import DeliveryLedger
 from dispatcher.live_settings import LiveSettings
-from dispatcher.pipeline import run_ordered
+from dispatcher.ownership import Lease, Ownership
+from dispatcher.pipeline import Backlog, run_ordered
 from dispatcher.provider_pool import ProviderPool, probe_lease_s
 from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import ThreadedSender
@@ -41,14 +46,17 @@ def create_app(config: DispatcherConfig) -> faust.App:
     publisher = Publisher(AsyncProducer(config.bootstrap, name=config.worker_id))
     health = FleetHealth([s.name for s in services], instance, config.breaker_failures, config.breaker_recovery_s,
                          probe_lease_s(services), publisher.publish)
-    ledger = DeliveryLedger(instance, publisher.publish, config.ledger_retention_s)
+    ledger = DeliveryLedger(instance, publisher.publish, config.ledger_window_s)
     replicas = [TopicReplica(config.bootstrap, topics.HEALTH, instance, health.apply, publisher.publish),
-                TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish)]
+                TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish,
+                             since=ledger.window_start)]
     ledger.follow(replicas[1])
     sender = ThreadedSender(config.send_threads)
     limits = RateLimits(config.rate_limits, health.fleet_size)
+    ownership = Ownership()
+    backlog = Backlog()
     dispatcher = Dispatcher(services, health, ledger, limits, sender, config.retry_delays, config.retry_ambiguous,
-                            config.worker_id)
+                            config.worker_id, ownership=ownership)
     pool = ProviderPool(dispatcher, health, os.environ, secret_box())
     settings = LiveSettings(config.configurations(), len(config.retry_delays), dispatcher, health, limits)
     control = [TopicReplica(config.bootstrap, topics.PROVIDERS, instance, pool.apply, publisher.publish),
@@ -66,7 +74,8 @@ def create_app(config: DispatcherConfig) -> faust.App:
         # Tansu holds a group join for half the session timeout: a short one makes workers start in seconds.
         broker_session_timeout=config.session_timeout_s,
         broker_heartbeat_interval=config.session_timeout_s / 6,
-        broker_rebalance_timeout=config.session_timeout_s,
+        # A worker giving partitions up first finishes its sends under way: the group waits that long for it.
+        broker_rebalance_timeout=max(config.rebalance_timeout_s, config.session_timeout_s),
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=False,
@@ -74,14 +83,18 @@ def create_app(config: DispatcherConfig) -> faust.App:
         stream_wait_empty=False,
     )
 
-    async def process(event: EventT) -> None:
-        await control_read.wait()
+    async def process(event: EventT) -> Lease:
         message = event.message
+        lease = ownership.lease(message.topic, message.partition)
+        await control_read.wait()
         source = Source(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
-        await publisher.publish(await dispatcher.handle(message.value, message.key, source))
+        rest, entries = ledger.entries_last(await dispatcher.handle(message.value, message.key, source, lease))
+        await publisher.publish(rest)
+        await publisher.publish(entries)
+        return lease
 
     async def consume(stream: StreamT) -> None:
-        await run_ordered(stream, process, config.max_in_flight)
+        await run_ordered(stream, process, config.max_in_flight, backlog)
 
     app.agent(app.topic(topics.REQUESTS), name="requests")(consume)
     for level in range(len(config.retry_delays)):
@@ -103,12 +116,31 @@ def create_app(config: DispatcherConfig) -> faust.App:
         log.info("event=control_read worker=%s providers=%s", instance, ",".join(s.name for s in dispatcher.services()))
 
     @app.on_partitions_assigned.connect
-    async def read_ledger_again(*_args: object, **_kwargs: object) -> None:
+    async def read_ledger_again(_sender: object, assigned: set, **_kwargs: object) -> None:
         """Records of a partition that was someone else's must meet everything its owner wrote."""
         ledger.refresh()
+        log.info("event=partitions_assigned worker=%s partitions=%s", instance,
+                 ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)))
+
+    @app.on_partitions_revoked.connect
+    async def finish_sends(_sender: object, revoked: set, **_kwargs: object) -> None:
+        """Start no send for a partition given up, and let the rebalance go on only once the sends under way
+        have ended and their ledger entries are written."""
+        ownership.revoke((tp.topic, tp.partition) for tp in revoked)
+        if ownership.sends:
+            log.info("event=rebalance_waits_for_sends worker=%s sends=%d", instance, ownership.sends)
+        await ownership.settled()
+        log.info("event=partitions_released worker=%s partitions=%d", instance, len(revoked))
 
     @app.on_before_shutdown.connect
     async def close(*_args: object, **_kwargs: object) -> None:
+        ownership.stop()
+        try:
+            await asyncio.wait_for(backlog.emptied(), config.rebalance_timeout_s)
+        except TimeoutError:
+            log.error("event=shutdown_backlog_left worker=%s records=%d sends=%d", instance, len(backlog),
+                      ownership.sends)
+        log.info("event=dispatcher_drained worker=%s", instance)
         await health.flush()
         for replica in replicas:
             replica.close()

@@ -18,8 +18,9 @@ class DispatcherConfig:
     retry_delays: tuple[float, ...]
     retry_ambiguous: bool
     session_timeout_s: float
+    rebalance_timeout_s: float
     rate_limits: dict[str, float]
-    ledger_retention_s: float
+    ledger_window_s: float
     metrics_port: int | None
 
     @classmethod
@@ -39,8 +40,9 @@ class DispatcherConfig:
             retry_delays=tuple(defaults[RETRY_LADDER]["delays_s"]),
             retry_ambiguous=env.get("MERCURY_RETRY_AMBIGUOUS", "true").lower() in ("1", "true", "yes"),
             session_timeout_s=float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", "6")),
+            rebalance_timeout_s=float(env.get("MERCURY_KAFKA_REBALANCE_TIMEOUT_S", "30")),
             rate_limits=defaults[RATE_LIMITS],
-            ledger_retention_s=float(env.get("MERCURY_LEDGER_RETENTION_H", "168")) * 3600,
+            ledger_window_s=float(env.get("MERCURY_LEDGER_WINDOW_S", "900")),
             metrics_port=int(port) if (port := env.get("MERCURY_DISPATCHER_METRICS_PORT")) else None,
         )
 

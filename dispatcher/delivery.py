@@ -16,6 +16,7 @@ from dispatcher import metrics
 from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import Job, Source, job_from_record
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
+from dispatcher.ownership import Abandoned, Lease, Ownership
 from dispatcher.ratelimit import RateLimits
 from providers.base import ProviderAdapter, SendResult
 from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,
@@ -49,6 +50,7 @@ class Dispatcher:
         retry_ambiguous: bool,
         worker_id: str,
         rng: random.Random | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self._services = {s.name: s for s in services}
         self._health = health
@@ -59,6 +61,7 @@ class Dispatcher:
         self._retry_ambiguous = retry_ambiguous
         self._worker = worker_id
         self._rng = rng or random.Random()
+        self.ownership = ownership or Ownership()
         self._busy: dict[str, tuple[asyncio.Lock, int]] = {}
         self._sending: Counter[ProviderAdapter] = Counter()
         self._retired: set[ProviderAdapter] = set()
@@ -93,8 +96,12 @@ class Dispatcher:
         else:
             service.close()
 
-    async def handle(self, payload: bytes | None, key: bytes | None, source: Source) -> list[Output]:
-        """Never raises: a record it cannot use becomes a dead letter, an internal error a retry."""
+    async def handle(self, payload: bytes | None, key: bytes | None, source: Source,
+                     lease: Lease | None = None) -> list[Output]:
+        """Never raises: a record it cannot use becomes a dead letter, an internal error a retry. A record whose
+        lease closes before its send starts is abandoned (`lease.abandoned`): only the events of attempts already
+        made are returned, and the record is left to the partition's next owner."""
+        lease = lease or self.ownership.lease(source.topic, source.partition)
         try:
             name, record = codec.decode(payload)
             job = job_from_record(name, record, source)
@@ -107,17 +114,22 @@ class Dispatcher:
             job.mail = check_mail(job.mail)
         except InvalidMail as err:
             return self._dead(job.mail.id, DeadReason.MALFORMED, str(err), source, payload, rejected=True)
-        outputs = self._accepted(job)
-        await _sleep_until(job.due_at)
-        if job.first_attempt and (hop := topics.schedule_hop((job.mail.send_at - now_ms()) / 1000)):
-            return outputs + self._schedule(job, hop)
-        await _sleep_until(job.mail.send_at)
+        attempts: list[Output] = []
         try:
+            await lease.wait_until(job.due_at)
+            if job.first_attempt and (hop := topics.schedule_hop((job.mail.send_at - now_ms()) / 1000)):
+                return self._accepted(job) + self._schedule(job, hop)
+            await lease.wait_until(job.mail.send_at)
             async with self._exclusive(job.mail.id):
-                return outputs + await self._deliver_once(job)
+                return self._accepted(job) + await self._deliver_once(job, lease, attempts)
+        except Abandoned:
+            lease.abandon()
+            log.info("event=record_abandoned mail=%s topic=%s partition=%d offset=%d attempts=%d", job.mail.id,
+                     source.topic, source.partition, source.offset, len(attempts))
+            return attempts
         except Exception as err:  # a bug must not lose the mail: it goes back on the ladder, loudly
             log.exception("event=dispatch_error mail=%s", job.mail.id)
-            return outputs + self._retry(job, f"internal error: {err!r}", spent=True)
+            return self._accepted(job) + attempts + self._retry(job, f"internal error: {err!r}", spent=True)
 
     def _accepted(self, job: Job) -> list[Output]:
         """Mails from outside producers never passed the gateway, which records acceptance for its own."""
@@ -149,12 +161,13 @@ class Dispatcher:
             else:
                 self._busy[mail_id] = (lock, users - 1)
 
-    async def _deliver_once(self, job: Job) -> list[Output]:
+    async def _deliver_once(self, job: Job, lease: Lease, attempts: list[Output]) -> list[Output]:
         await self._ledger.ready()
         outputs, go_on = await self._settle_previous(job)
         if not go_on:
             return outputs
-        return outputs + await self._deliver(job)
+        attempts.extend(outputs)
+        return await self._deliver(job, lease, attempts)
 
     async def _settle_previous(self, job: Job) -> tuple[list[Output], bool]:
         """What the ledger says about earlier sends of this mail: skip it, wait for another worker's send to
@@ -180,24 +193,30 @@ class Dispatcher:
             return [event], True
         return [], True
 
-    async def _deliver(self, job: Job) -> list[Output]:
-        outputs: list[Output] = []
+    async def _deliver(self, job: Job, lease: Lease, outputs: list[Output]) -> list[Output]:
+        """Fail over until a provider accepts; `outputs` (the caller's) holds every attempt's events as they
+        happen, so a record abandoned between two attempts still reports the attempts it made."""
         tried: set[str] = set()
         spent = False
         last_error = "no provider available"
         while (chosen := await self._choose(tried | job.excluded)) is not None:
             ticket, service = chosen
             provider = ticket.provider
+            if not lease.may_send:
+                self._health.release(ticket)
+                self._limits.give_back(provider)
+                raise Abandoned()
             tried.add(provider)
             outputs.append(self._event(job.mail.id, EventType.DISPATCHED, provider=provider, level=job.level))
-            result, err = await self._attempt(service, job)
+            with self.ownership.sending(lease):
+                result, err = await self._attempt(service, job)
             if err is None:
                 self._health.succeeded(ticket)
                 refused = {"refused_recipients": list(result.refused)} if result.refused else {}
                 outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome="accepted",
                                            message_id=result.message_id, status=result.status,
                                            latency_ms=result.latency_ms, **refused))
-                return outputs
+                return list(outputs)
             self._health.failed(ticket, err)
             outputs.append(self._failure_event(job, err))
             last_error = f"{provider}: {err.detail}"
@@ -335,8 +354,3 @@ class Dispatcher:
                **detail: object) -> Output:
         record = make_event(mail_id, event, self._worker, provider=provider, outcome=outcome, **detail)
         return Output(topics.EVENTS, mail_id, encode_event(record))
-
-
-async def _sleep_until(at_ms: int) -> None:
-    if (wait_s := (at_ms - now_ms()) / 1000) > 0:
-        await asyncio.sleep(wait_s)

@@ -1,14 +1,23 @@
 """The delivery ledger: a durable record of each mail's latest send, so no mail is sent twice.
 
 Before a send the worker records `sending` (with the time by which the send will have ended), after it
-`sent` or `failed`; giving up records `dead`. Every worker follows the compacted ledger topic, and before
-it works on partitions it was just given it reads the ledger up to a barrier, so a record re-delivered
-after a crash or a rebalance meets what the previous owner wrote. What remains is one window: the
-provider accepted, and the worker died before `sent` was written. The next owner then finds a `sending`
-whose time has passed, and reports that attempt as `ambiguous` before it decides what to do.
+`sent` or `failed`; giving up records `dead`, once the dead letter itself was acknowledged. Every worker
+follows the ledger topic, and before it works on partitions it was just given it reads the ledger up to a
+barrier, so a record re-delivered after a crash or a rebalance meets what the previous owner wrote. What
+remains is one window: the provider accepted, and the worker died before `sent` was written. The next
+owner then finds a `sending` whose time has passed, and reports that attempt as `ambiguous`.
+
+A worker remembers only the last `window_s` of entries, not the topic's whole retention: a record comes
+round again only while it is uncommitted, that is within seconds of its handling after a crash or a
+rebalance, or within a retry delay for a second copy of a mail. So its memory follows the send rate, not
+the history, and a starting worker reads the ledger from the window's start (found by the entries' own
+timestamps), not from the beginning. Entries are applied in log order, except that a worker's own
+entries count from the moment it writes them: its read-back of an older one never hides a newer one.
 """
 import asyncio
 import logging
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas import codec, topics
@@ -19,10 +28,11 @@ from schemas.replica import Publish, TopicReplica
 log = logging.getLogger("mercury.dispatcher.ledger")
 SCHEMA = "mercury.LedgerEntry"
 SENDING, SENT, FAILED, DEAD = "sending", "sent", "failed", "dead"
-PRUNE_EVERY = 10_000
+# Workers' clocks differ: a starting worker reads this much further back than its window.
+CLOCK_SKEW_MS = 60_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     mail_id: str
     state: str
@@ -34,18 +44,24 @@ class LedgerEntry:
 
 
 class DeliveryLedger:
-    def __init__(self, instance: str, publish: Publish, retention_s: float, topic: str = topics.LEDGER) -> None:
+    def __init__(self, instance: str, publish: Publish, window_s: float, topic: str = topics.LEDGER) -> None:
         self.instance = instance
         self.topic = topic
         self._publish = publish
-        self._retention_ms = int(retention_s * 1000)
+        self._window_ms = int(window_s * 1000)
+        # Oldest first: a mail written again moves to the end, so forgetting stops at the first recent entry.
         self._entries: dict[str, LedgerEntry] = {}
-        self._applied = 0
+        # This worker's own entries not yet read back: (newest entry, how many are still to come back).
+        self._own: dict[str, tuple[LedgerEntry, int]] = {}
         self._replica: TopicReplica | None = None
         self._barrier: asyncio.Future | None = None
 
     def follow(self, replica: TopicReplica) -> None:
         self._replica = replica
+
+    def window_start(self) -> int:
+        """Where a starting worker begins to read: entries older than this never matter to it."""
+        return now_ms() - self._window_ms - CLOCK_SKEW_MS
 
     def refresh(self) -> None:
         """New partitions were assigned: the next `ready()` reads the ledger up to a fresh barrier."""
@@ -59,7 +75,13 @@ class DeliveryLedger:
         await asyncio.shield(self._barrier)
 
     def lookup(self, mail_id: str) -> LedgerEntry | None:
+        if (own := self._own.get(mail_id)) is not None:
+            return own[0]
         return self._entries.get(mail_id)
+
+    def __len__(self) -> int:
+        """Mails remembered: bounded by the window, whatever the history."""
+        return len(self._entries) + len(self._own)
 
     async def record(self, mail_id: str, state: str, provider: str = "", message_id: str = "", until: int = 0) -> None:
         """Write an entry and return once the broker acknowledged it."""
@@ -69,21 +91,39 @@ class DeliveryLedger:
                at: int | None = None) -> Output:
         """An entry as a record to publish with the mail's other outputs; this worker sees it at once."""
         entry = LedgerEntry(mail_id, state, self.instance, provider, message_id, until, at or now_ms())
-        self._entries[mail_id] = entry
-        return Output(self.topic, mail_id, codec.encode(SCHEMA, entry.__dict__))
+        _, pending = self._own.pop(mail_id, (entry, 0))
+        self._own[mail_id] = (entry, pending + 1)
+        return Output(self.topic, mail_id, codec.encode(SCHEMA, {
+            "mail_id": mail_id, "state": state, "worker": self.instance, "provider": provider,
+            "message_id": message_id, "until": until, "at": entry.at}))
+
+    def entries_last(self, outputs: list[Output]) -> tuple[list[Output], list[Output]]:
+        """A record's outputs in the two steps they are published in: the ledger's entries after the rest, so
+        an entry (`dead`) never stands for a record (its dead letter) the broker has not acknowledged."""
+        return [o for o in outputs if o.topic != self.topic], [o for o in outputs if o.topic == self.topic]
 
     def apply(self, key: str, value: bytes) -> None:
         _, record = codec.decode(value)
-        self._entries[record["mail_id"]] = LedgerEntry(**record)
-        self._applied += 1
-        if self._applied % PRUNE_EVERY == 0:
-            self._prune()
+        entry = LedgerEntry(record["mail_id"], sys.intern(record["state"]), sys.intern(record["worker"]),
+                            sys.intern(record["provider"]), record["message_id"], record["until"], record["at"])
+        if entry.worker == self.instance and (own := self._own.get(entry.mail_id)) is not None:
+            newest, pending = own
+            if pending > 1:
+                self._own[entry.mail_id] = (newest, pending - 1)
+            else:
+                del self._own[entry.mail_id]
+        self._entries.pop(entry.mail_id, None)
+        self._entries[entry.mail_id] = entry
+        horizon = now_ms() - self._window_ms
+        _forget_before(self._entries, horizon, lambda entry: entry.at)
+        # An own entry that never comes back (the broker lost its log) is forgotten like the rest.
+        _forget_before(self._own, horizon, lambda own: own[0].at)
 
-    def _prune(self) -> None:
-        """Forget mails older than the retention, as the topic's own retention does."""
-        horizon = now_ms() - self._retention_ms
-        stale = [mail_id for mail_id, entry in self._entries.items() if entry.at < horizon]
-        for mail_id in stale:
-            del self._entries[mail_id]
-        if stale:
-            log.info("event=ledger_pruned entries=%d kept=%d", len(stale), len(self._entries))
+
+def _forget_before(entries: dict, horizon: int, written_at: Callable[[object], int]) -> None:
+    """Drop the oldest entries (they come first) until the first written at or after `horizon`."""
+    while entries:
+        oldest = next(iter(entries))
+        if written_at(entries[oldest]) >= horizon:
+            return
+        del entries[oldest]

@@ -2,7 +2,8 @@
 
 Faust commits past in-flight messages when they are acknowledged out of order (and when an agent
 raises), so records are processed concurrently here but acknowledged one by one in the order they
-arrived, each only after everything it produced was acknowledged by the broker.
+arrived, each only after everything it produced was acknowledged by the broker, and only while its lease
+allows (a record of a partition given up, or left unfinished at shutdown, is for the next owner).
 """
 import asyncio
 import logging
@@ -10,12 +11,39 @@ from collections.abc import Awaitable, Callable
 
 from faust import EventT, StreamT
 
+from dispatcher.ownership import Lease
+
 log = logging.getLogger("mercury.dispatcher.pipeline")
 
-Process = Callable[[EventT], Awaitable[None]]
+Process = Callable[[EventT], Awaitable[Lease]]
 
 
-async def run_ordered(stream: StreamT, process: Process, max_in_flight: int) -> None:
+class Backlog:
+    """Records consumed but not yet acknowledged or let go, over every stream of a worker: a stopping worker
+    waits for it to empty before it commits."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self) -> None:
+        self._count += 1
+        self._empty.clear()
+
+    def done(self) -> None:
+        self._count -= 1
+        if not self._count:
+            self._empty.set()
+
+    def __len__(self) -> int:
+        return self._count
+
+    async def emptied(self) -> None:
+        await self._empty.wait()
+
+
+async def run_ordered(stream: StreamT, process: Process, max_in_flight: int, backlog: Backlog) -> None:
     """Consume `stream` until it stops; `process` must not raise (it is the caller's last line of defence)."""
     manual = stream.noack()
     in_flight: asyncio.Queue[tuple[EventT, asyncio.Task]] = asyncio.Queue(max_in_flight)
@@ -23,14 +51,19 @@ async def run_ordered(stream: StreamT, process: Process, max_in_flight: int) -> 
     async def acknowledge_in_order() -> None:
         while True:
             event, task = await in_flight.get()
-            await task
-            await manual.ack(event)
+            try:
+                lease = await task
+                if lease.may_ack():
+                    await manual.ack(event)
+            finally:
+                backlog.done()
 
     acker = asyncio.create_task(acknowledge_in_order(), name="ordered-acks")
     try:
         async for event in manual.events():
             if acker.done():
                 raise RuntimeError("the acknowledging task stopped") from acker.exception()
+            backlog.add()
             await in_flight.put((event, asyncio.create_task(process(event))))
     finally:
         acker.cancel()

@@ -4,6 +4,10 @@ Each worker reads the whole topic (all partitions, no consumer group) in a threa
 the event loop in order. `caught_up()` is a read barrier: the worker writes a marker to every partition
 and waits until it has read them all back, so everything written before the call has been applied. It
 relies on nothing but the log itself (the local broker reports wrong end offsets).
+
+A topic whose old records no longer matter (the delivery ledger) is read from a point in time instead of
+its beginning: the first record at or after it, found by a binary search over the records' own timestamps
+(the local broker does not look offsets up by time), a handful of one-record reads per partition.
 """
 import asyncio
 import logging
@@ -21,11 +25,17 @@ BATCH = 500
 
 Apply = Callable[[str, bytes], None]
 Publish = Callable[[list[Output]], Awaitable[None]]
+Since = Callable[[], int]
+SEARCH_READ_S = 2.0
+SEARCH_TAIL_S = 0.5
 
 
 class TopicReplica:
-    def __init__(self, bootstrap: str, topic: str, instance: str, apply: Apply, publish: Publish) -> None:
+    def __init__(self, bootstrap: str, topic: str, instance: str, apply: Apply, publish: Publish,
+                 since: Since | None = None) -> None:
+        """`since`, if given, says from when (ms since the epoch) a partition read for the first time matters."""
         self.topic = topic
+        self._since = since
         self._bootstrap = bootstrap
         self._instance = instance
         self._apply = apply
@@ -129,10 +139,49 @@ class TopicReplica:
                 break
             log.warning("event=replica_waiting_for_topic topic=%s", self.topic)
             self._stopping.wait(1)
+        if self._since is not None:
+            since = self._since()
+            for partition in self._partitions:
+                if partition not in self._positions:
+                    self._positions[partition] = self._first_offset_since(consumer, partition, since)
         consumer.assign([TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
                          for p in self._partitions])
         self._started.set()
         log.info("event=replica_started topic=%s partitions=%d", self.topic, len(self._partitions))
+
+    def _first_offset_since(self, consumer: Consumer, partition: int, since_ms: int) -> int:
+        """The first offset whose record is at or after `since_ms`; the log is in time order but for workers'
+        clock differences, which the caller's margin covers."""
+        low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10, cached=False)
+        while low < high:
+            middle = (low + high) // 2
+            found = self._record_at(consumer, partition, middle)
+            if found is None or found[1] >= since_ms:
+                high = middle
+            else:
+                low = found[0] + 1
+        return self._skip_older(consumer, partition, low, since_ms)
+
+    def _skip_older(self, consumer: Consumer, partition: int, offset: int, since_ms: int) -> int:
+        """Read on past older records without applying them: the local broker's end offset is the start of the
+        last batch it holds, so the search can stop up to a batch short."""
+        consumer.assign([TopicPartition(self.topic, partition, offset)])
+        while records := [m for m in consumer.consume(BATCH, SEARCH_TAIL_S) if m.error() is None]:
+            for message in records:
+                if message.timestamp()[1] >= since_ms:
+                    return message.offset()
+                offset = message.offset() + 1
+        return offset
+
+    def _record_at(self, consumer: Consumer, partition: int, offset: int) -> tuple[int, int] | None:
+        """Offset and timestamp of the first record at or after `offset` (None past the end)."""
+        consumer.assign([TopicPartition(self.topic, partition, offset)])
+        for message in consumer.consume(1, SEARCH_READ_S):
+            if message.error() is None:
+                return message.offset(), message.timestamp()[1]
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(message.error())
+        return None
 
     def _apply_all(self, records: list[tuple[str, bytes, int]]) -> None:
         for key, value, partition in records:
