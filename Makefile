@@ -18,6 +18,7 @@ chaos: deps
 bench: deps
 	$(PY) -m deploy.bench
 	$(PY) -m deploy.bench_queries
+	$(PY) -m deploy.bench_ledger
 
 deps: system-deps $(STAMP)
 

@@ -142,19 +142,13 @@ class LocalStack:
         c = self.config
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            self._start(broker_process(c.kafka_port, self.logs))
+            self.start_broker()
             self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port,
                                            c.state_dir / "clickhouse", self.logs))
-            self._create_topics()
             self._mint_admin_key()
             subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()},
                            cwd=ROOT, check=True, timeout=120)
-            self._start(self._python(
-                "sandbox",
-                ["-m", "providers.sandbox", "--mailgun-port", str(c.mailgun_port), "--sendgrid-port",
-                 str(c.sendgrid_port), "--postmark-port", str(c.postmark_port), "--smtp-port", str(c.smtp_port),
-                 "--control-port", str(c.sandbox_control_port)],
-                lambda: http_ok(f"{c.sandbox_url}/sandbox/health"), self.webhook_keys.sandbox_env(c.api_url)))
+            self.start_sandbox()
             self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/"),
                                      self.webhook_keys.ingest_env()))
             for n in range(c.dispatchers):
@@ -164,6 +158,22 @@ class LocalStack:
             self.stop()
             raise StartupError(f"the local stack did not start: {err}") from err
         return self
+
+    def start_broker(self) -> ManagedProcess:
+        """The broker with every topic created: enough, with the sandbox, for a dispatcher on its own."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        broker = self._start(broker_process(self.config.kafka_port, self.logs))
+        self._create_topics()
+        return broker
+
+    def start_sandbox(self) -> ManagedProcess:
+        c = self.config
+        return self._start(self._python(
+            "sandbox",
+            ["-m", "providers.sandbox", "--mailgun-port", str(c.mailgun_port), "--sendgrid-port",
+             str(c.sendgrid_port), "--postmark-port", str(c.postmark_port), "--smtp-port", str(c.smtp_port),
+             "--control-port", str(c.sandbox_control_port)],
+            lambda: http_ok(f"{c.sandbox_url}/sandbox/health"), self.webhook_keys.sandbox_env(c.api_url)))
 
     def start_dispatcher(self, n: int) -> ManagedProcess:
         name = f"dispatcher-{n}"
