@@ -24,6 +24,7 @@ from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import DeliveryLedger
 from dispatcher.live_settings import LiveSettings
+from dispatcher.outputs import publish_outputs
 from dispatcher.ownership import Lease, Ownership
 from dispatcher.pipeline import Backlog, run_ordered
 from dispatcher.provider_pool import ProviderPool, probe_lease_s
@@ -88,9 +89,8 @@ def create_app(config: DispatcherConfig) -> faust.App:
         lease = ownership.lease(message.topic, message.partition)
         await control_read.wait()
         source = Source(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
-        rest, entries = ledger.entries_last(await dispatcher.handle(message.value, message.key, source, lease))
-        await publisher.publish(rest)
-        await publisher.publish(entries)
+        await publish_outputs(await dispatcher.handle(message.value, message.key, source, lease), source, publisher,
+                              dispatcher, ledger)
         return lease
 
     async def consume(stream: StreamT) -> None:

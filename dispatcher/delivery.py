@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from dispatcher import metrics
 from dispatcher.health import FleetHealth, Ticket
-from dispatcher.jobs import Job, Source, job_from_record
+from dispatcher.jobs import MAX_REASON_CHARS, REQUEST_SCHEMA, RETRY_SCHEMA, Job, Source, job_from_record
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
 from dispatcher.ownership import Abandoned, Lease, Ownership
 from dispatcher.ratelimit import RateLimits
@@ -30,8 +30,8 @@ from schemas.vocabulary import DeadReason, EventType, FailureCause, Outcome
 
 log = logging.getLogger("mercury.dispatcher")
 # Kafka's default record limit is 1,000,000 bytes; a dead letter keeps room for its reason and position.
-# Every mail that passes validation (MERCURY_MAX_MAIL_BYTES of bodies and attachments, plus bounded
-# addresses, headers, tags and metadata) fits whole, so its letter stays replayable.
+# Every mail that passes validation (MERCURY_MAX_MAIL_BYTES counts every field) fits whole, so its letter
+# stays replayable; a broker set to take less refuses it, and the letter is then kept without its payload.
 MAX_DEAD_PAYLOAD = 960_000
 LEDGER_POLL_S = 0.1
 
@@ -141,7 +141,7 @@ class Dispatcher:
 
     def _schedule(self, job: Job, hop: str) -> list[Output]:
         """A mail not yet due waits on the schedule topics, so it holds up no other mail."""
-        outputs = [Output(hop, job.mail.id, codec.encode("mercury.MailRequest", job.mail.to_record()))]
+        outputs = [Output(hop, job.mail.id, codec.encode(REQUEST_SCHEMA, job.mail.to_record()))]
         if job.source.topic == topics.REQUESTS:
             outputs.append(self._event(job.mail.id, EventType.SCHEDULED, send_at=job.mail.send_at))
         return outputs
@@ -310,32 +310,60 @@ class Dispatcher:
         """A decoded mail given up on: its letter carries it as a plain request, ready to replay."""
         dead_at = now_ms()
         letter = self._dead(job.mail.id, reason, detail, job.source,
-                            codec.encode("mercury.MailRequest", job.mail.to_record()), dead_at=dead_at)
+                            codec.encode(REQUEST_SCHEMA, job.mail.to_record()), dead_at=dead_at)
         # One timestamp for both: a replay stamped after the letter is after the ledger entry too.
         return [*letter, self._ledger.output(job.mail.id, DEAD, at=dead_at)]
 
     def _dead(self, mail_id: str, reason: DeadReason, detail: str, source: Source, payload: bytes,
               rejected: bool = False, dead_at: int | None = None) -> list[Output]:
-        if len(payload) > MAX_DEAD_PAYLOAD:
-            # A letter must fit on the topic whatever was sent; a record this large is kept in part.
-            detail = f"{detail} (payload of {len(payload)} bytes cut to {MAX_DEAD_PAYLOAD})"
-            payload = payload[:MAX_DEAD_PAYLOAD]
-        letter = codec.encode("mercury.DeadLetter", {
-            "mail_id": mail_id,
-            "reason": detail,
-            "outcome": str(reason),
-            "source_topic": source.topic,
-            "source_partition": source.partition,
-            "source_offset": source.offset,
-            "payload": payload,
-            "dead_at": dead_at or now_ms(),
-        })
-        outputs = [Output(topics.DEAD, mail_id, letter)]
+        outputs = [self._letter(mail_id, reason, detail, source, payload, dead_at or now_ms())]
         metrics.DEAD_LETTERS.labels(str(reason)).inc()
         if rejected:
             outputs.append(self._event(mail_id, EventType.REJECTED, reason=detail, topic=source.topic,
                                        partition=source.partition, offset=source.offset))
         outputs.append(self._event(mail_id, EventType.DEAD_LETTERED, outcome=str(reason), reason=detail))
+        return outputs
+
+    @staticmethod
+    def _letter(mail_id: str, reason: DeadReason, detail: str, source: Source, payload: bytes,
+                dead_at: int) -> Output:
+        if len(payload) > MAX_DEAD_PAYLOAD:
+            # A letter must fit on the topic whatever was sent; a record this large is kept in part.
+            detail = f"{detail} (payload of {len(payload)} bytes cut to {MAX_DEAD_PAYLOAD})"
+            payload = payload[:MAX_DEAD_PAYLOAD]
+        return Output(topics.DEAD, mail_id, codec.encode("mercury.DeadLetter", {
+            "mail_id": mail_id,
+            "reason": detail[:MAX_REASON_CHARS],
+            "outcome": str(reason),
+            "source_topic": source.topic,
+            "source_partition": source.partition,
+            "source_offset": source.offset,
+            "payload": payload,
+            "dead_at": dead_at,
+        }))
+
+    def instead_of_refused(self, refused: list[tuple[Output, Exception]], source: Source) -> list[Output]:
+        """What stands in for records the broker refused for good, so the mail ends somewhere visible and the
+        partition moves on: a mail's retry or schedule record becomes its dead letter (the mail as a plain
+        request); a letter is kept without its payload. Events, ledger entries and a letter refused even without
+        its payload are small and bounded: one refused all the same is logged, not replaced."""
+        outputs: list[Output] = []
+        for output, err in refused:
+            log.error("event=record_refused topic=%s mail=%s bytes=%d error=%s", output.topic, output.key,
+                      len(output.value), err)
+            if output.topic == topics.DEAD and (letter := codec.decode(output.value)[1])["payload"]:
+                outputs.append(self._letter(
+                    letter["mail_id"], DeadReason(letter["outcome"]),
+                    f"{letter['reason']} (payload of {len(letter['payload'])} bytes dropped: {err})",
+                    Source(letter["source_topic"], letter["source_partition"], letter["source_offset"], 0), b"",
+                    letter["dead_at"]))
+            elif output.topic.startswith((topics.RETRY_PREFIX, topics.SCHEDULE_PREFIX)):
+                name, record = codec.decode(output.value)
+                mail = record["mail"] if name == RETRY_SCHEMA else record
+                dead_at = now_ms()
+                outputs += self._dead(output.key, DeadReason.PERMANENT, f"the {output.topic} record was refused: {err}",
+                                      source, codec.encode(REQUEST_SCHEMA, mail), dead_at=dead_at)
+                outputs.append(self._ledger.output(output.key, DEAD, at=dead_at))
         return outputs
 
     def _duplicate(self, mail_id: str, provider: str, reason: str, **detail: object) -> Output:

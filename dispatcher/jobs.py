@@ -6,6 +6,8 @@ from schemas.model import Mail
 
 REQUEST_SCHEMA = "mercury.MailRequest"
 RETRY_SCHEMA = "mercury.RetryRecord"
+# A reason travels with a retry record and a dead letter: bounded, so a valid mail always fits both.
+MAX_REASON_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Job:
             "level": level,
             "due_at": due_at,
             "excluded": sorted(self.excluded),
-            "last_error": last_error[:2000],
+            "last_error": last_error[:MAX_REASON_CHARS],
         })
 
 

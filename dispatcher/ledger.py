@@ -98,8 +98,7 @@ class DeliveryLedger:
             "message_id": message_id, "until": until, "at": entry.at}))
 
     def entries_last(self, outputs: list[Output]) -> tuple[list[Output], list[Output]]:
-        """A record's outputs in the two steps they are published in: the ledger's entries after the rest, so
-        an entry (`dead`) never stands for a record (its dead letter) the broker has not acknowledged."""
+        """A record's outputs in the two steps they are published in: the rest, then the ledger's entries."""
         return [o for o in outputs if o.topic != self.topic], [o for o in outputs if o.topic == self.topic]
 
     def apply(self, key: str, value: bytes) -> None:

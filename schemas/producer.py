@@ -25,8 +25,18 @@ class BrokerUnavailable(RuntimeError):
     """The record was not acknowledged; the caller must not report it as accepted."""
 
 
+class RecordRefused(BrokerUnavailable):
+    """The client or the broker refuses this record for good (too large, invalid): sending it again cannot help."""
+
+
+# Errors that name the record, not the broker's state: retrying would wedge the partition behind it.
+REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+                              KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD})
+
+
 class AsyncProducer:
-    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, name: str = "mercury") -> None:
+    def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, name: str = "mercury",
+                 max_record_bytes: int = 1_000_000) -> None:
         # librdkafka reports every record within its delivery timeout; past this bound the report was lost.
         self._report_deadline_s = delivery_timeout_ms / 1000 + 5
         self._config = {
@@ -37,6 +47,7 @@ class AsyncProducer:
             "message.timeout.ms": delivery_timeout_ms,
             "socket.connection.setup.timeout.ms": 3000,
             "client.id": name,
+            "message.max.bytes": max_record_bytes,
             "error_cb": self._on_error,
         }
         self._producer = Producer(self._config)
@@ -84,7 +95,8 @@ class AsyncProducer:
                 self._retired.remove(old)
 
     async def send(self, topic: str, key: str, value: bytes, partition: int = -1) -> None:
-        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable.
+        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable, or its
+        RecordRefused when this record can never be written.
 
         `partition` -1 lets the key choose it; a reader's marker names each partition explicitly."""
         loop = self._loop = asyncio.get_running_loop()
@@ -100,6 +112,8 @@ class AsyncProducer:
         try:
             self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
         except (BufferError, KafkaException) as err:
+            if isinstance(err, KafkaException) and err.args[0].code() in REFUSED_FOR_GOOD:
+                raise RecordRefused(f"the producer refused the record for good: {err.args[0].str()}") from err
             if isinstance(err, KafkaException) and err.args[0].fatal():
                 self._renew = True
             raise BrokerUnavailable(f"the producer refused the record: {err}") from err
@@ -107,6 +121,8 @@ class AsyncProducer:
             err = await asyncio.wait_for(done, self._report_deadline_s)
         except TimeoutError as timeout:
             raise BrokerUnavailable("no delivery report from the Kafka client") from timeout
+        if err is not None and err.code() in REFUSED_FOR_GOOD:
+            raise RecordRefused(f"the broker refused the record for good: {err.str()}")
         if err is not None:
             raise BrokerUnavailable(f"the broker did not acknowledge the record: {err.str()}")
         self._brokers_down = False

@@ -1,9 +1,12 @@
-"""Writing records that must not be dropped (the dispatcher's outputs, shared state): a write is retried until acked."""
+"""Writing records that must not be dropped (the dispatcher's outputs, shared state): a write is retried until acked.
+
+A record refused for good (too large for the broker) is not retried, or the partition behind it would stop for
+good: once the rest are acknowledged, the caller is told which were refused and decides what stands in for them."""
 import asyncio
 import logging
 from dataclasses import dataclass
 
-from schemas.producer import AsyncProducer
+from schemas.producer import AsyncProducer, RecordRefused
 
 log = logging.getLogger("mercury.schemas.publishing")
 BACKOFF_MAX_S = 5.0
@@ -17,22 +20,35 @@ class Output:
     partition: int = -1
 
 
+class RecordsRefused(Exception):
+    """Records the broker will never take, each with its refusal; every other record was acknowledged."""
+
+    def __init__(self, refused: list[tuple[Output, RecordRefused]]) -> None:
+        super().__init__(f"{len(refused)} record(s) refused for good: {refused[0][1]}")
+        self.refused = refused
+
+
 class Publisher:
     def __init__(self, producer: AsyncProducer) -> None:
         self._producer = producer
 
     async def publish(self, outputs: list[Output]) -> None:
-        """Retry what the broker did not acknowledge until it did: giving up here would lose the mail."""
-        pending, backoff = outputs, 0.1
+        """Retry what the broker did not acknowledge until it did: giving up here would lose the mail. Raises
+        RecordsRefused, after every other record was acknowledged, if some can never be written."""
+        pending, backoff, refused = outputs, 0.1, []
         while pending:
             results = await asyncio.gather(
                 *(self._producer.send(o.topic, o.key, o.value, o.partition) for o in pending), return_exceptions=True)
-            failed = [(o, r) for o, r in zip(pending, results) if isinstance(r, Exception)]
+            refused += [(o, r) for o, r in zip(pending, results) if isinstance(r, RecordRefused)]
+            failed = [(o, r) for o, r in zip(pending, results)
+                      if isinstance(r, Exception) and not isinstance(r, RecordRefused)]
             pending = [o for o, _ in failed]
             if pending:
                 log.error("event=publish_failed records=%d error=%s retry_in_s=%.1f", len(pending), failed[0][1], backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
+        if refused:
+            raise RecordsRefused(refused)
 
     def close(self) -> None:
         self._producer.close()

@@ -12,6 +12,7 @@ its beginning: the first record at or after it, found by a binary search over th
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from itertools import count
 
@@ -27,7 +28,7 @@ Apply = Callable[[str, bytes], None]
 Publish = Callable[[list[Output]], Awaitable[None]]
 Since = Callable[[], int]
 SEARCH_READ_S = 2.0
-SEARCH_TAIL_S = 0.5
+SEARCH_TAIL_S = 0.2
 
 
 class TopicReplica:
@@ -140,14 +141,33 @@ class TopicReplica:
             log.warning("event=replica_waiting_for_topic topic=%s", self.topic)
             self._stopping.wait(1)
         if self._since is not None:
-            since = self._since()
-            for partition in self._partitions:
-                if partition not in self._positions:
-                    self._positions[partition] = self._first_offset_since(consumer, partition, since)
+            self._find_starts([p for p in self._partitions if p not in self._positions], self._since())
         consumer.assign([TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
                          for p in self._partitions])
         self._started.set()
         log.info("event=replica_started topic=%s partitions=%d", self.topic, len(self._partitions))
+
+    def _find_starts(self, partitions: list[int], since_ms: int) -> None:
+        """Where each partition's first record at or after `since_ms` is, with a consumer of its own that fetches
+        little and answers at once (the follower's fetches wait for data, and buffer much more)."""
+        if not partitions:
+            return
+        searcher = Consumer({
+            "bootstrap.servers": self._bootstrap,
+            "group.id": f"replica-{self._instance}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+            "queued.max.messages.kbytes": 1024,
+            "client.id": f"{self._instance}-{self.topic}-search",
+        })
+        try:
+            started = time.monotonic()
+            for partition in partitions:
+                self._positions[partition] = self._first_offset_since(searcher, partition, since_ms)
+            log.info("event=replica_window_found topic=%s partitions=%d seconds=%.2f", self.topic, len(partitions),
+                     time.monotonic() - started)
+        finally:
+            searcher.close()
 
     def _first_offset_since(self, consumer: Consumer, partition: int, since_ms: int) -> int:
         """The first offset whose record is at or after `since_ms`; the log is in time order but for workers'

@@ -24,8 +24,10 @@ MAX_SUBJECT = _limit("MERCURY_MAX_SUBJECT_CHARS", 998)
 MAX_BODY_CHARS = _limit("MERCURY_MAX_BODY_CHARS", 1_000_000)
 MAX_RECIPIENTS = _limit("MERCURY_MAX_RECIPIENTS", 50)
 MAX_ATTACHMENT_BYTES = _limit("MERCURY_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
-# The whole mail travels as one Kafka record, and its retry record and dead letter add a little to it:
-# the default keeps all three under Kafka's default 1,000,000-byte record limit.
+MAX_ATTACHMENTS = _limit("MERCURY_MAX_ATTACHMENTS", 100)
+# The whole mail travels as one Kafka record, and its retry record and dead letter add a little to it (at most
+# a few kilobytes of reason and position, and the record's framing): every byte a mail's fields hold counts
+# here, and the default keeps all three under Kafka's default 1,000,000-byte record limit.
 MAX_MAIL_BYTES = _limit("MERCURY_MAX_MAIL_BYTES", 900_000)
 MAX_HEADERS = _limit("MERCURY_MAX_HEADERS", 20)
 MAX_TAGS = _limit("MERCURY_MAX_TAGS", 10)
@@ -38,6 +40,8 @@ MAX_ID = 128
 # SendGrid refuses custom_args over 10,000 bytes in all; Mercury adds its own mail id to them.
 MAX_METADATA_BYTES = 9_000
 MAX_FILENAME_CHARS = 255
+# RFC 6838: a type and a subtype of at most 127 characters each.
+MAX_MEDIA_TYPE_CHARS = 255
 # RFC 5322 caps a header line at 998 characters, name and ": " included.
 MAX_HEADER_LINE = 998
 # Metadata keys the adapters use to carry the mail id back in webhooks (v:mercury-id, custom_args.mercury_id).
@@ -153,7 +157,9 @@ def _check_bodies(mail: Mail) -> None:
             raise InvalidMail(field, f"{len(body)} characters, at most {MAX_BODY_CHARS} allowed")
 
 
-def _check_attachments(attachments: Iterable[Attachment]) -> None:
+def _check_attachments(attachments: tuple[Attachment, ...]) -> None:
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise InvalidMail("attachments", f"{len(attachments)} attachments, at most {MAX_ATTACHMENTS} allowed")
     total = 0
     for i, attachment in enumerate(attachments):
         name = attachment.filename
@@ -162,7 +168,7 @@ def _check_attachments(attachments: Iterable[Attachment]) -> None:
         one_line(f"attachments[{i}].filename", name)
         if "/" in name or "\\" in name:
             raise InvalidMail(f"attachments[{i}].filename", "must not contain path separators")
-        if not _MEDIA_TYPE.fullmatch(attachment.content_type):
+        if len(attachment.content_type) > MAX_MEDIA_TYPE_CHARS or not _MEDIA_TYPE.fullmatch(attachment.content_type):
             raise InvalidMail(f"attachments[{i}].content_type",
                               f"{attachment.content_type[:100]!r} is not a type/subtype media type")
         total += len(attachment.content)
@@ -217,15 +223,21 @@ def _check_metadata(metadata: Mapping[str, str]) -> None:
 
 
 def _check_size(mail: Mail) -> None:
-    """The mail's bulk (bodies and attachments) must fit one Kafka record; the biggest part is named."""
+    """The whole mail must fit one Kafka record with room for its retry record and dead letter: every field that
+    holds text or bytes counts (the bulk is bodies and attachments, named when too big; the rest is bounded
+    field by field but adds up)."""
     parts = {
         "content": len(mail.content.encode()),
         "html": len(mail.html.encode()),
-        "attachments": sum(len(a.content) for a in mail.attachments),
+        "attachments": sum(len(a.content) + len(a.filename.encode()) + len(a.content_type) for a in mail.attachments),
+        "headers": sum(len(k.encode()) + len(v.encode()) for k, v in mail.headers.items()),
+        "metadata": sum(len(k.encode()) + len(v.encode()) for k, v in mail.metadata.items()),
+        "recipients": sum(len(a.encode()) for a in (*mail.recipients, *mail.cc, *mail.bcc)),
+        "subject": len(mail.subject.encode()) + sum(len(t) for t in mail.tags),
     }
     if sum(parts.values()) > MAX_MAIL_BYTES:
         field = max(parts, key=parts.__getitem__)
-        raise InvalidMail(field, f"the mail's bodies and attachments exceed {MAX_MAIL_BYTES} bytes in all")
+        raise InvalidMail(field, f"the mail's fields exceed {MAX_MAIL_BYTES} bytes in all")
 
 
 def _check_send_at(send_at: int, now: int) -> None:

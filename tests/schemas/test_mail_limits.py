@@ -2,16 +2,21 @@
 through check_mail alone (what the dispatcher runs on an outside producer's record): each names its field."""
 import asyncio
 import base64
+from dataclasses import replace
 
 import orjson
 import pytest
 
 from dispatcher.delivery import Dispatcher
-from dispatcher.jobs import Source
+from dispatcher.jobs import MAX_REASON_CHARS, Job, Source
 from ingest.requests_body import mail_from_body
 from schemas import codec, topics, validation
 from schemas.model import DEFAULT_TENANT, Attachment, Mail
 from schemas.validation import InvalidMail, check_mail
+
+# Kafka's default record limit, and what a record's key, headers and batch framing take of it.
+KAFKA_RECORD_BYTES = 1_000_000
+RECORD_FRAMING = 500
 
 GOOD = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "s", "content": "c"}
 PDF = base64.b64encode(b"%PDF-1.4 tiny").decode()
@@ -224,3 +229,42 @@ def test_check_mail_normalizes_every_address():
 
 def _fields(mail: Mail) -> dict:
     return {name: getattr(mail, name) for name in Mail.__dataclass_fields__}
+
+
+def test_more_attachments_than_allowed_are_refused():
+    mail = parse(GOOD)
+    many = tuple(Attachment(f"{n}.txt", "text/plain", b"") for n in range(validation.MAX_ATTACHMENTS + 1))
+    with pytest.raises(InvalidMail) as caught:
+        check_mail(Mail(**{**_fields(mail), "attachments": many}))
+    assert caught.value.field == "attachments"
+
+
+def test_the_largest_valid_mail_fits_its_retry_record_and_its_dead_letter():
+    """Every field at its limit, the bodies filling what is left: the dispatcher's records still fit Kafka's default."""
+    wide = "\u4e00" * 300  # three bytes a character
+    fields = _fields(parse(GOOD)) | {
+        "subject": "s" * validation.MAX_SUBJECT,
+        "recipients": tuple(f"{'r' * 60}{n}@example.com" for n in range(validation.MAX_RECIPIENTS)),
+        "headers": {f"X-H{n}": "v" * (validation.MAX_HEADER_LINE - 8) for n in range(validation.MAX_HEADERS)},
+        "tags": tuple(f"{n}" + "t" * (validation.MAX_TAG_CHARS - 2) for n in range(validation.MAX_TAGS)),
+        "metadata": {f"k{n}": "m" * 440 for n in range(validation.MAX_METADATA_KEYS)},
+        "attachments": tuple(Attachment(f"{n}{'f' * 250}", "application/" + "x" * 200, b"")
+                             for n in range(validation.MAX_ATTACHMENTS)),
+    }
+    used = len(codec.encode("mercury.MailRequest", Mail(**fields).to_record()))
+    mail = Mail(**fields | {"content": "c" * (validation.MAX_MAIL_BYTES - used)})
+    while True:  # grow the body to within a kilobyte of the limit
+        try:
+            check_mail(replace(mail, content=mail.content + "c" * 1000))
+        except InvalidMail:
+            break
+        mail = replace(mail, content=mail.content + "c" * 1000)
+    check_mail(mail)
+    job = Job(mail, Source(topics.retry_topic(0), 0, 1, 0), excluded={"mailgun", "sendgrid"})
+    retry = job.retry_record(3, 1, wide * 10)
+    letter = codec.encode("mercury.DeadLetter", {
+        "mail_id": mail.id, "reason": (wide * 10)[:MAX_REASON_CHARS], "outcome": "exhausted",
+        "source_topic": topics.retry_topic(0), "source_partition": 0, "source_offset": 1,
+        "payload": codec.encode("mercury.MailRequest", mail.to_record()), "dead_at": 1})
+    assert len(retry) < KAFKA_RECORD_BYTES - RECORD_FRAMING
+    assert len(letter) < KAFKA_RECORD_BYTES - RECORD_FRAMING
