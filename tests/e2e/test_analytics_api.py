@@ -72,10 +72,12 @@ def test_breaker_changes_are_recorded_with_who_and_why(api, sandbox):
         wait_for_event(api, mail_id, "sent")
 
     def opened() -> list[dict]:
+        # Which worker picks Mailgun first is chance: more mails until one worker met enough failures.
+        post_mail(api, unique_subject("breaker"))
         changes = get(api, "breakers", since=since).json()["breakers"]["changes"]
         return [c for c in changes if c["provider"] == "mailgun" and c["state"] == "open"]
 
-    [first, *_] = wait_for(opened, what="the mailgun breaker's opening in ClickHouse")
+    [first, *_] = wait_for(opened, timeout=60, every=0.5, what="the mailgun breaker's opening in ClickHouse")
     assert first["worker"] and "Error" in first["reason"] and first["changed_at"] >= since
     sandbox.clear_faults()
 
