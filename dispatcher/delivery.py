@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 
 from dispatcher import metrics
 from dispatcher.health import FleetHealth, Ticket
-from dispatcher.jobs import MAX_REASON_CHARS, REQUEST_SCHEMA, RETRY_SCHEMA, Job, Source, job_from_record
-from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger
+from dispatcher.jobs import MAX_REASON_CHARS, REQUEST_SCHEMA, RETRY_SCHEMA, Job, Source, job_from_record, mail_digest
+from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger, LedgerEntry
 from dispatcher.ownership import Abandoned, Lease, Ownership
 from dispatcher.ratelimit import RateLimits
 from providers.base import ProviderAdapter, SendResult
@@ -26,7 +26,7 @@ from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
 from schemas.publishing import Output
 from schemas.validation import InvalidMail, check_mail
-from schemas.vocabulary import DeadReason, EventType, FailureCause, Outcome
+from schemas.vocabulary import IDEMPOTENCY_HEADER, DeadReason, EventType, FailureCause, Outcome
 
 log = logging.getLogger("mercury.dispatcher")
 # Kafka's default record limit is 1,000,000 bytes; a dead letter keeps room for its reason and position.
@@ -174,6 +174,8 @@ class Dispatcher:
         end, or report a send cut short by a dead worker as ambiguous and go on by the ambiguity policy."""
         mail = job.mail
         while (entry := self._ledger.lookup(mail.id)) is not None:
+            if entry.digest and entry.digest != job.digest:
+                return [self._conflict(mail.id, entry)], False
             if entry.state == SENT:
                 return [self._duplicate(mail.id, entry.provider, f"already sent by {entry.worker}",
                                         message_id=entry.message_id)], False
@@ -245,21 +247,21 @@ class Dispatcher:
         provider error, so the breaker and the mail's history stay right and nothing is lost."""
         provider = service.name
         budget_ms = int((sum(service.timeout) + 1) * 1000)
-        await self._ledger.record(job.mail.id, SENDING, provider, until=now_ms() + budget_ms)
+        await self._ledger.record(job.mail.id, SENDING, provider, until=now_ms() + budget_ms, digest=job.digest)
         try:
             with metrics.SEND_LATENCY.labels(provider).time():
                 result = await self._send(service, job.mail)
         except ProviderError as err:
             metrics.SENDS.labels(provider, str(err.outcome)).inc()
-            await self._ledger.record(job.mail.id, FAILED, provider)
+            await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)
             return None, err
         except Exception as bug:
             log.exception("event=adapter_error provider=%s mail=%s", provider, job.mail.id)
             metrics.SENDS.labels(provider, str(Outcome.TRANSIENT)).inc()
-            await self._ledger.record(job.mail.id, FAILED, provider)
+            await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)
             return None, TransientError(provider, f"adapter error: {bug!r}", cause=FailureCause.PROVIDER)
         metrics.SENDS.labels(provider, str(Outcome.ACCEPTED)).inc()
-        await self._ledger.record(job.mail.id, SENT, provider, result.message_id)
+        await self._ledger.record(job.mail.id, SENT, provider, result.message_id, digest=job.digest)
         return result, None
 
     def _sent_through(self, service: ProviderAdapter) -> None:
@@ -312,7 +314,7 @@ class Dispatcher:
         letter = self._dead(job.mail.id, reason, detail, job.source,
                             codec.encode(REQUEST_SCHEMA, job.mail.to_record()), dead_at=dead_at)
         # One timestamp for both: a replay stamped after the letter is after the ledger entry too.
-        return [*letter, self._ledger.output(job.mail.id, DEAD, at=dead_at)]
+        return [*letter, self._ledger.output(job.mail.id, DEAD, at=dead_at, digest=job.digest)]
 
     def _dead(self, mail_id: str, reason: DeadReason, detail: str, source: Source, payload: bytes,
               rejected: bool = False, dead_at: int | None = None) -> list[Output]:
@@ -363,8 +365,16 @@ class Dispatcher:
                 dead_at = now_ms()
                 outputs += self._dead(output.key, DeadReason.PERMANENT, f"the {output.topic} record was refused: {err}",
                                       source, codec.encode(REQUEST_SCHEMA, mail), dead_at=dead_at)
-                outputs.append(self._ledger.output(output.key, DEAD, at=dead_at))
+                digest = mail_digest(Mail.from_record(mail))
+                outputs.append(self._ledger.output(output.key, DEAD, at=dead_at, digest=digest))
         return outputs
+
+    def _conflict(self, mail_id: str, entry: LedgerEntry) -> Output:
+        """Another mail under an id already in use: the gateway cannot always tell (two requests at once, or
+        ClickHouse unable to answer), so the record is refused here, visibly, and the first mail is untouched."""
+        log.warning("event=mail_id_conflict mail=%s first_state=%s", mail_id, entry.state)
+        return self._event(mail_id, EventType.REJECTED, reason=f"{IDEMPOTENCY_HEADER}: mail {mail_id} was already "
+                           "accepted with a different request; this one was not sent", field=IDEMPOTENCY_HEADER)
 
     def _duplicate(self, mail_id: str, provider: str, reason: str, **detail: object) -> Output:
         log.info("event=duplicate_skipped mail=%s reason=%r", mail_id, reason)

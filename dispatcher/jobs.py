@@ -1,5 +1,7 @@
 """What the dispatcher works on: a decoded mail plus the dispatch state that travelled with it."""
+import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from schemas import codec, topics
 from schemas.model import Mail
@@ -33,6 +35,12 @@ class Job:
         """Not yet on the retry ladder (straight from the request topic or a schedule topic)."""
         return not self.source.topic.startswith(topics.RETRY_PREFIX)
 
+    @cached_property
+    def digest(self) -> str:
+        """What the mail says, hashed: every field but when it was written and replayed, so a re-delivery, a
+        retry and a replay share it, and another body sent under the same id (a reused Idempotency-Key) does not."""
+        return mail_digest(self.mail)
+
     def retry_record(self, level: int, due_at: int, last_error: str) -> bytes:
         return codec.encode(RETRY_SCHEMA, {
             "mail": self.mail.to_record(),
@@ -41,6 +49,11 @@ class Job:
             "excluded": sorted(self.excluded),
             "last_error": last_error[:MAX_REASON_CHARS],
         })
+
+
+def mail_digest(mail: Mail) -> str:
+    unchanging = {**mail.to_record(), "created_at": 0, "replayed_at": 0}
+    return hashlib.sha256(codec.encode(REQUEST_SCHEMA, unchanging)).hexdigest()[:32]
 
 
 def job_from_record(schema_name: str, record: dict, source: Source) -> Job:

@@ -41,6 +41,7 @@ class LedgerEntry:
     message_id: str
     until: int
     at: int
+    digest: str = ""
 
 
 class DeliveryLedger:
@@ -83,19 +84,20 @@ class DeliveryLedger:
         """Mails remembered: bounded by the window, whatever the history."""
         return len(self._entries) + len(self._own)
 
-    async def record(self, mail_id: str, state: str, provider: str = "", message_id: str = "", until: int = 0) -> None:
+    async def record(self, mail_id: str, state: str, provider: str = "", message_id: str = "", until: int = 0,
+                     digest: str = "") -> None:
         """Write an entry and return once the broker acknowledged it."""
-        await self._publish([self.output(mail_id, state, provider, message_id, until)])
+        await self._publish([self.output(mail_id, state, provider, message_id, until, digest=digest)])
 
     def output(self, mail_id: str, state: str, provider: str = "", message_id: str = "", until: int = 0,
-               at: int | None = None) -> Output:
+               at: int | None = None, digest: str = "") -> Output:
         """An entry as a record to publish with the mail's other outputs; this worker sees it at once."""
-        entry = LedgerEntry(mail_id, state, self.instance, provider, message_id, until, at or now_ms())
+        entry = LedgerEntry(mail_id, state, self.instance, provider, message_id, until, at or now_ms(), digest)
         _, pending = self._own.pop(mail_id, (entry, 0))
         self._own[mail_id] = (entry, pending + 1)
         return Output(self.topic, mail_id, codec.encode(SCHEMA, {
             "mail_id": mail_id, "state": state, "worker": self.instance, "provider": provider,
-            "message_id": message_id, "until": until, "at": entry.at}))
+            "message_id": message_id, "until": until, "at": entry.at, "digest": digest}))
 
     def entries_last(self, outputs: list[Output]) -> tuple[list[Output], list[Output]]:
         """A record's outputs in the two steps they are published in: the rest, then the ledger's entries."""
@@ -104,7 +106,8 @@ class DeliveryLedger:
     def apply(self, key: str, value: bytes) -> None:
         _, record = codec.decode(value)
         entry = LedgerEntry(record["mail_id"], sys.intern(record["state"]), sys.intern(record["worker"]),
-                            sys.intern(record["provider"]), record["message_id"], record["until"], record["at"])
+                            sys.intern(record["provider"]), record["message_id"], record["until"], record["at"],
+                            record["digest"])
         if entry.worker == self.instance and (own := self._own.get(entry.mail_id)) is not None:
             newest, pending = own
             if pending > 1:

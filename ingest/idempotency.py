@@ -13,8 +13,9 @@ from starlette.datastructures import Headers
 
 from schemas.model import DEFAULT_TENANT
 from schemas.validation import InvalidMail
+from schemas.vocabulary import IDEMPOTENCY_HEADER
 
-HEADER = "Idempotency-Key"
+HEADER = IDEMPOTENCY_HEADER
 MAX_KEY_CHARS = 255
 # Fixed for good: changing it would give every key a new mail id, and retries would create second mails.
 _NAMESPACE = uuid.UUID("3b0f6a52-8c1e-4d7a-b0a4-6e2f9d51c8e7")

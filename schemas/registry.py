@@ -34,7 +34,7 @@ _IDS = {
     3: ("mercury.MailEvent", "mail.events-value", ""),
     4: ("mercury.DeadLetter", "mail.dead-value", ""),
     5: ("mercury.ProviderHealth", "mail.health-value", ""),
-    6: ("mercury.LedgerEntry", "mail.ledger-value", ""),
+    6: ("mercury.LedgerEntry", "mail.ledger-value", "v1"),
     7: ("mercury.MailRequest", "mail.requests-value", "v2"),
     8: ("mercury.RetryRecord", "mail.retry-value", "v2"),
     9: ("mercury.ProviderEvent", "mail.feedback-value", ""),
@@ -45,6 +45,7 @@ _IDS = {
     14: ("mercury.ProviderEntry", "mail.providers-value", ""),
     15: ("mercury.Configuration", "mail.configurations-value", ""),
     16: ("mercury.ApiKey", "mail.api-keys-value", ""),
+    17: ("mercury.LedgerEntry", "mail.ledger-value", ""),
 }
 
 

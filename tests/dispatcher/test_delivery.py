@@ -309,3 +309,33 @@ def test_a_mail_that_only_met_throttled_providers_waits_at_its_level(fleet, sand
     again = handle(worker, retry.value, Source(retry.topic, 0, 1, 0))
     assert kinds(again) == ["retry_scheduled"]
     assert [o.topic for o in again if o.topic.startswith(topics.RETRY_PREFIX)] == [topics.retry_topic(0)]
+
+
+def test_another_mail_under_an_id_already_sent_is_rejected_visibly_and_not_sent(fleet, sandbox):
+    worker = make_dispatcher(sandbox, fleet)
+    first, source = request()
+    record = codec.decode(first)[1]
+    second = codec.encode("mercury.MailRequest", record | {"subject": f"other-{record['id']}", "created_at": 1})
+    assert kinds(handle(worker, first, source)) == ["dispatched", "sent"]
+
+    [rejected] = decoded(handle(worker, second, source), topics.EVENTS)
+    assert rejected["event"] == "rejected" and "Idempotency-Key" in rejected["blob"]
+    assert "different request" in rejected["blob"]
+    assert sum(sandbox.received(f"other-{record['id']}").values()) == 0
+    again = codec.encode("mercury.MailRequest", record | {"created_at": 2})
+    assert kinds(handle(worker, again, source)) == ["duplicate"], "the same mail written again is a re-delivery"
+
+
+def test_two_mails_under_one_id_at_once_end_in_one_send_and_one_rejection(fleet, sandbox):
+    worker = make_dispatcher(sandbox, fleet)
+    first, source = request()
+    record = codec.decode(first)[1]
+    second = codec.encode("mercury.MailRequest", record | {"subject": f"other-{record['id']}"})
+
+    async def both() -> list[list[Output]]:
+        return await asyncio.gather(worker.dispatcher.handle(first, None, source),
+                                    worker.dispatcher.handle(second, None, source))
+
+    assert sorted(kinds(outputs)[-1] for outputs in fleet.run(both())) == ["rejected", "sent"]
+    assert sum(sandbox.received(record["subject"]).values()) + sum(
+        sandbox.received(f"other-{record['id']}").values()) == 1

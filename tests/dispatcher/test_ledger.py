@@ -1,11 +1,13 @@
 """The delivery ledger remembers a window, not the history, and never goes back to an older entry."""
+import io
 import time
 import uuid
 
 from confluent_kafka import Producer
+from fastavro import schemaless_writer
 
 from dispatcher.ledger import SENDING, SENT, DeliveryLedger
-from schemas import codec
+from schemas import codec, registry
 from schemas.events import now_ms
 from schemas.publishing import Output
 from schemas.replica import TopicReplica
@@ -76,3 +78,14 @@ def test_a_starting_worker_reads_the_ledger_from_its_window_not_from_the_beginni
     fleet.run(replica.caught_up())
     assert sorted(applied) == sorted(recent), f"read {len(applied)} entries"
     assert all(ledger.lookup(mail_id).state == SENT for mail_id in recent)
+
+
+def test_an_entry_written_before_digests_reads_with_none() -> None:
+    body = io.BytesIO()
+    schemaless_writer(body, registry.schemas()[6].parsed, {"mail_id": "m1", "state": SENT, "worker": "w",
+                                                           "provider": "p", "message_id": "", "until": 0,
+                                                           "at": now_ms()})
+    legacy = b"\x00\x00\x00\x00\x06" + body.getvalue()  # written by a worker before the upgrade
+    ledger = DeliveryLedger("me", _nothing, WINDOW_S, topic="ledger")
+    ledger.apply("m1", legacy)
+    assert ledger.lookup("m1").digest == ""
