@@ -6,6 +6,9 @@
 A replayed mail keeps its id (so its history stays one history) and gets `replayed_at`, which the dispatcher
 compares with the letter's `dead_at` to know an operator put it back; a `replayed` event records the step.
 A mail dead-lettered several times stands for its latest letter only: older letters carry an older state.
+Each replay also leaves a receipt on the dead-letter topic itself (a letter with outcome `replayed` and no
+payload), so a mail whose latest record is a receipt is not replayed again, however long after: the
+dispatchers' ledger remembers minutes, the receipt lasts as long as the letters it stands after.
 
 Reading to the end of the topic: Tansu, the local broker, answers a ListOffsets request for the latest
 offset with the base offset of the partition's last record batch plus one, so it understates the end
@@ -45,6 +48,8 @@ REQUEST_SCHEMA = "mercury.MailRequest"
 # Records awaiting the broker's acknowledgement at once; bounds memory on a large replay.
 MAX_IN_FLIGHT = 500
 PROGRESS_EVERY_S = 1.0
+# The outcome of a replay receipt: what the mail's latest record on the topic says once it was put back.
+RECEIPT = str(EventType.REPLAYED)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -87,6 +92,10 @@ class Letter:
     @property
     def source(self) -> str:
         return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
+
+    @property
+    def is_receipt(self) -> bool:
+        return self.outcome == RECEIPT
 
     def mail_record(self) -> dict:
         """The MailRequest record the letter carries; raises NotReplayable naming what is wrong."""
@@ -224,10 +233,12 @@ class LetterReader:
 
 @dataclass
 class Choice:
-    """The letters a replay acts on: the latest letter of each mail, if it matches."""
+    """The letters a replay acts on: the latest letter of each mail, if it matches and the mail was not
+    replayed since (its latest record a receipt)."""
 
     letters: list[Letter]
     superseded: int
+    already_replayed: int = 0
 
 
 def latest_first(letter: Letter) -> tuple[int, int, int]:
@@ -238,14 +249,16 @@ def latest_first(letter: Letter) -> tuple[int, int, int]:
 def choose(letters: Iterable[Letter], selection: Selection) -> Choice:
     """Keeps one letter per mail in memory, so a replay's footprint grows with mails, not letters."""
     latest: dict[str, Letter] = {}
-    matched = 0
+    matched: dict[str, int] = {}
     for letter in letters:
-        matched += selection.matches(letter)
+        if not letter.is_receipt and selection.matches(letter):
+            matched[letter.mail_id] = matched.get(letter.mail_id, 0) + 1
         known = latest.get(letter.mail_id)
         if known is None or latest_first(letter) > latest_first(known):
             latest[letter.mail_id] = letter
-    chosen = sorted((x for x in latest.values() if selection.matches(x)), key=latest_first)
-    return Choice(chosen, matched - len(chosen))
+    chosen = sorted((x for x in latest.values() if not x.is_receipt and selection.matches(x)), key=latest_first)
+    replayed = sum(1 for mail_id in matched if latest[mail_id].is_receipt)
+    return Choice(chosen, sum(matched.values()) - len(chosen), replayed)
 
 
 @dataclass
@@ -283,6 +296,15 @@ def replayed_event(mail_id: str, letter: Letter, replayed_at: int) -> bytes:
         source_topic=letter.source_topic, source_partition=letter.source_partition,
         source_offset=letter.source_offset,
     ))
+
+
+def receipt(letter: Letter, replayed_at: int) -> bytes:
+    """What stands after the letter on the topic once its mail was put back; its source is the letter itself."""
+    return codec.encode(LETTER_SCHEMA, {
+        "mail_id": letter.mail_id, "reason": f"replayed at {iso_utc(replayed_at)}", "outcome": RECEIPT,
+        "source_topic": topics.DEAD, "source_partition": letter.partition, "source_offset": letter.offset,
+        "payload": b"", "dead_at": replayed_at,
+    })
 
 
 def replay(bootstrap: str, letters: list[Letter], timeout_s: float = 30.0,
@@ -337,6 +359,11 @@ async def _publish(producer: AsyncProducer, letter: Letter) -> str | None:
     except BrokerUnavailable as err:
         log.error("event=replay_event_failed mail=%s reason=%s", letter.mail_id, err)
         return f"mail replayed, but its replayed event was not acknowledged: {err}"
+    try:
+        await producer.send(topics.DEAD, record["id"], receipt(letter, replayed_at))
+    except BrokerUnavailable as err:
+        log.error("event=replay_receipt_failed mail=%s reason=%s", letter.mail_id, err)
+        return f"mail replayed, but its receipt was not acknowledged (a later replay would send it again): {err}"
     log.info("event=replayed mail=%s replayed_at=%d outcome=%s", letter.mail_id, replayed_at, letter.outcome)
     return None
 
@@ -424,7 +451,7 @@ def run_list(args: argparse.Namespace) -> int:
     selection = selection_of(args)
     total = 0
     for letter in reader:
-        if selection.matches(letter):
+        if not letter.is_receipt and selection.matches(letter):
             total += 1
             print(letter_json(letter) if args.json else format_letter(letter))
     print(f"total: {total}", file=sys.stderr if args.json else sys.stdout)
@@ -443,7 +470,8 @@ def run_replay(args: argparse.Namespace) -> int:
     for letter, why in report.failed:
         print(f"failed  {letter.mail_id}  {one_line(why)}")
     print(f"replayed {len(report.replayed)}, not replayable {len(report.not_replayable)}, "
-          f"failed {len(report.failed)}, older letters skipped {choice.superseded}")
+          f"failed {len(report.failed)}, older letters skipped {choice.superseded}, "
+          f"already replayed {choice.already_replayed}")
     return 0 if report.ok else 1
 
 

@@ -10,6 +10,7 @@ from clickhouse_driver import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from analytics.lifecycle import EVENT_SEQUENCE, params
+from dispatcher.dead_letters import RECEIPT
 from sandbox_client import Sandbox
 from schemas import codec, topics
 
@@ -81,11 +82,13 @@ def read_topic(bootstrap: str, topic: str) -> list[Message]:
 
 
 def dead_letters(bootstrap: str) -> dict[str, dict]:
-    """Every letter on `mail.dead` by mail id (the record's key when it could not be decoded)."""
+    """Every letter on `mail.dead` by mail id (the record's key when it could not be decoded); replay receipts
+    are not letters."""
     letters = {}
     for message in read_topic(bootstrap, topics.DEAD):
         _, letter = codec.decode(message.value())
-        letters[letter["mail_id"]] = letter
+        if letter["outcome"] != RECEIPT:
+            letters[letter["mail_id"]] = letter
     return letters
 
 

@@ -220,8 +220,27 @@ def test_the_command_lists_and_replays(broker, window):
     assert replayed.returncode == 0, replayed.stderr
     assert f"replayed  {good}  exhausted" in replayed.stdout
     assert f"not replayable  {bad}  malformed" in replayed.stdout
-    assert replayed.stdout.splitlines()[-1] == "replayed 1, not replayable 1, failed 0, older letters skipped 0"
+    assert replayed.stdout.splitlines()[-1] == ("replayed 1, not replayable 1, failed 0, older letters skipped 0, "
+                                                "already replayed 0")
     assert [record["id"] for record in read_topic(broker, topics.REQUESTS, {good, bad})] == [good]
+
+    again = run_cli(broker, "replay", "--id", good)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == ("replayed 0, not replayable 0, failed 0, older letters skipped 1, "
+                                             "already replayed 1"), "its receipt stands after the letter"
+    assert [record["id"] for record in read_topic(broker, topics.REQUESTS, {good})] == [good]
+    relisted = run_cli(broker, "list", "--id", good)
+    assert relisted.stdout.splitlines()[-1] == "total: 1", "a receipt is not listed as a letter"
+
+
+def test_a_mail_dead_lettered_again_after_its_replay_can_be_replayed_again(broker):
+    mail_id = new_id("twice")
+    publish(broker, [letter(mail_id, "exhausted", now_ms() - 2000, mail_bytes(mail_id))])
+    first = replay(broker, choose(LetterReader(broker), Selection(ids=frozenset({mail_id}))).letters)
+    assert [x.mail_id for x in first.replayed] == [mail_id]
+    publish(broker, [letter(mail_id, "exhausted", now_ms() + 1000, mail_bytes(mail_id))])
+    choice = choose(LetterReader(broker), Selection(ids=frozenset({mail_id})))
+    assert [x.mail_id for x in choice.letters] == [mail_id] and choice.already_replayed == 0
 
 
 def test_the_command_fails_when_the_broker_does_not_answer():
