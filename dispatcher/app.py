@@ -84,17 +84,18 @@ def create_app(config: DispatcherConfig) -> faust.App:
         stream_wait_empty=False,
     )
 
-    async def process(event: EventT) -> Lease:
+    def lease_for(event: EventT) -> Lease:
+        return ownership.lease(event.message.topic, event.message.partition)
+
+    async def process(event: EventT, lease: Lease) -> None:
         message = event.message
-        lease = ownership.lease(message.topic, message.partition)
         await control_read.wait()
         source = Source(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
         await publish_outputs(await dispatcher.handle(message.value, message.key, source, lease), source, publisher,
                               dispatcher, ledger)
-        return lease
 
     async def consume(stream: StreamT) -> None:
-        await run_ordered(stream, process, config.max_in_flight, backlog)
+        await run_ordered(stream, process, lease_for, config.max_in_flight, backlog)
 
     app.agent(app.topic(topics.REQUESTS), name="requests")(consume)
     for level in range(len(config.retry_delays)):

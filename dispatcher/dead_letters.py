@@ -242,8 +242,16 @@ class Choice:
 
 
 def latest_first(letter: Letter) -> tuple[int, int, int]:
-    """Letters of one mail share its key, hence a partition, where the offset orders them."""
+    """The order a replay goes in: oldest letter first."""
     return letter.dead_at, letter.partition, letter.offset
+
+
+def written_after(letter: Letter, other: Letter) -> bool:
+    """Letters and receipts of one mail share its key, hence a partition, where the offset orders them; the
+    times they carry come from different hosts' clocks."""
+    if letter.partition == other.partition:
+        return letter.offset > other.offset
+    return latest_first(letter) > latest_first(other)
 
 
 def choose(letters: Iterable[Letter], selection: Selection) -> Choice:
@@ -254,7 +262,7 @@ def choose(letters: Iterable[Letter], selection: Selection) -> Choice:
         if not letter.is_receipt and selection.matches(letter):
             matched[letter.mail_id] = matched.get(letter.mail_id, 0) + 1
         known = latest.get(letter.mail_id)
-        if known is None or latest_first(letter) > latest_first(known):
+        if known is None or written_after(letter, known):
             latest[letter.mail_id] = letter
     chosen = sorted((x for x in latest.values() if not x.is_receipt and selection.matches(x)), key=latest_first)
     replayed = sum(1 for mail_id in matched if latest[mail_id].is_receipt)

@@ -17,6 +17,7 @@ from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import MAX_REASON_CHARS, REQUEST_SCHEMA, RETRY_SCHEMA, Job, Source, job_from_record, mail_digest
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger, LedgerEntry
 from dispatcher.ownership import Abandoned, Lease, Ownership
+from dispatcher.sender import NotStarted
 from dispatcher.ratelimit import RateLimits
 from providers.base import ProviderAdapter, SendResult
 from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,
@@ -35,7 +36,7 @@ log = logging.getLogger("mercury.dispatcher")
 MAX_DEAD_PAYLOAD = 960_000
 LEDGER_POLL_S = 0.1
 
-Sender = Callable[[ProviderAdapter, Mail], Awaitable[SendResult]]
+Sender = Callable[[ProviderAdapter, Mail, Lease], Awaitable[SendResult]]
 
 
 class Dispatcher:
@@ -204,14 +205,16 @@ class Dispatcher:
         while (chosen := await self._choose(tried | job.excluded)) is not None:
             ticket, service = chosen
             provider = ticket.provider
-            if not lease.may_send:
+            dispatched = self._event(job.mail.id, EventType.DISPATCHED, provider=provider, level=job.level)
+            try:
+                with self.ownership.sending(lease):
+                    result, err = await self._attempt(service, job, lease)
+            except Abandoned:
                 self._health.release(ticket)
                 self._limits.give_back(provider)
-                raise Abandoned()
+                raise
             tried.add(provider)
-            outputs.append(self._event(job.mail.id, EventType.DISPATCHED, provider=provider, level=job.level))
-            with self.ownership.sending(lease):
-                result, err = await self._attempt(service, job)
+            outputs.append(dispatched)
             if err is None:
                 self._health.succeeded(ticket)
                 refused = {"refused_recipients": list(result.refused)} if result.refused else {}
@@ -221,6 +224,8 @@ class Dispatcher:
                 return list(outputs)
             self._health.failed(ticket, err)
             outputs.append(self._failure_event(job, err))
+            if not lease.may_send:  # what happens next is the next owner's to decide, from the ledger
+                raise Abandoned()
             last_error = f"{provider}: {err.detail}"
             spent = spent or not isinstance(err, ThrottledError)
             if isinstance(err, PermanentError):
@@ -229,28 +234,36 @@ class Dispatcher:
                 return outputs + self._dead_job(job, DeadReason.AMBIGUOUS, last_error)
             if isinstance(err, ProviderFailure):
                 job.excluded.add(provider)
+        if not lease.may_send:
+            raise Abandoned()
         if self._services and job.excluded >= self._services.keys():
             return outputs + self._dead_job(job, DeadReason.NO_PROVIDER, f"every provider refused this mail: {last_error}")
         return outputs + self._retry(job, last_error, spent)
 
-    async def _attempt(self, service: ProviderAdapter, job: Job) -> tuple[SendResult | None, ProviderError | None]:
+    async def _attempt(self, service: ProviderAdapter, job: Job,
+                       lease: Lease) -> tuple[SendResult | None, ProviderError | None]:
         """One send through `service`, counted so that an adapter replaced meanwhile is closed only after it."""
         self._sending[service] += 1
         try:
-            return await self._send_recorded(service, job)
+            return await self._send_recorded(service, job, lease)
         finally:
             self._sent_through(service)
 
-    async def _send_recorded(self, service: ProviderAdapter,
-                             job: Job) -> tuple[SendResult | None, ProviderError | None]:
+    async def _send_recorded(self, service: ProviderAdapter, job: Job,
+                             lease: Lease) -> tuple[SendResult | None, ProviderError | None]:
         """One send between its two ledger entries, its failure classified; an adapter fault counts as a
-        provider error, so the breaker and the mail's history stay right and nothing is lost."""
+        provider error, so the breaker and the mail's history stay right and nothing is lost. A send still
+        waiting for a thread when its lease closes never starts: its `failed` entry says so, and it raises
+        Abandoned."""
         provider = service.name
         budget_ms = int((sum(service.timeout) + 1) * 1000)
         await self._ledger.record(job.mail.id, SENDING, provider, until=now_ms() + budget_ms, digest=job.digest)
         try:
             with metrics.SEND_LATENCY.labels(provider).time():
-                result = await self._send(service, job.mail)
+                result = await self._send(service, job.mail, lease)
+        except NotStarted:
+            await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)
+            raise Abandoned() from None
         except ProviderError as err:
             metrics.SENDS.labels(provider, str(err.outcome)).inc()
             await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)

@@ -10,6 +10,9 @@ REQUEST_SCHEMA = "mercury.MailRequest"
 RETRY_SCHEMA = "mercury.RetryRecord"
 # A reason travels with a retry record and a dead letter: bounded, so a valid mail always fits both.
 MAX_REASON_CHARS = 2000
+# When a copy of a mail was written says nothing about what the mail says.
+_WRITTEN_WHEN = frozenset({"created_at", "replayed_at"})
+_EMPTY = (None, "", 0, [], {})
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,11 @@ class Job:
 
 
 def mail_digest(mail: Mail) -> str:
-    unchanging = {**mail.to_record(), "created_at": 0, "replayed_at": 0}
-    return hashlib.sha256(codec.encode(REQUEST_SCHEMA, unchanging)).hexdigest()[:32]
+    """Over the fields that hold something, by name, not over the wire encoding: a field a later schema adds
+    (left at its default) or a new encoding leaves a mail's digest as it was."""
+    said = sorted((name, repr(value)) for name, value in mail.to_record().items()
+                  if name not in _WRITTEN_WHEN and value not in _EMPTY)
+    return hashlib.sha256(repr(said).encode()).hexdigest()[:32]
 
 
 def job_from_record(schema_name: str, record: dict, source: Source) -> Job:

@@ -79,7 +79,10 @@ class Ownership:
         self._idle.set()
 
     def lease(self, topic: str, partition: int) -> Lease:
-        """A lease for a record just consumed from `topic`/`partition` (a new claim after a revocation)."""
+        """A lease for a record just read from `topic`/`partition` (a new claim after a revocation). Take it as
+        the record is read: Faust passes no record of a partition between its revocation and its next
+        assignment (flow control is suspended, then the generation must match), so a record read before a
+        revocation holds a claim the revocation closes, and one read after it holds a new claim."""
         claim = self._claims.get((topic, partition))
         if claim is None:
             claim = self._claims[(topic, partition)] = _Claim()

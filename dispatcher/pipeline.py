@@ -15,7 +15,8 @@ from dispatcher.ownership import Lease
 
 log = logging.getLogger("mercury.dispatcher.pipeline")
 
-Process = Callable[[EventT], Awaitable[Lease]]
+Process = Callable[[EventT, Lease], Awaitable[None]]
+LeaseFor = Callable[[EventT], Lease]
 
 
 class Backlog:
@@ -43,16 +44,18 @@ class Backlog:
         await self._empty.wait()
 
 
-async def run_ordered(stream: StreamT, process: Process, max_in_flight: int, backlog: Backlog) -> None:
-    """Consume `stream` until it stops; `process` must not raise (it is the caller's last line of defence)."""
+async def run_ordered(stream: StreamT, process: Process, lease_for: LeaseFor, max_in_flight: int,
+                      backlog: Backlog) -> None:
+    """Consume `stream` until it stops; `process` must not raise (it is the caller's last line of defence). Each
+    record's lease is taken as it is read, before anything else can run, so a revocation cannot slip between."""
     manual = stream.noack()
-    in_flight: asyncio.Queue[tuple[EventT, asyncio.Task]] = asyncio.Queue(max_in_flight)
+    in_flight: asyncio.Queue[tuple[EventT, Lease, asyncio.Task]] = asyncio.Queue(max_in_flight)
 
     async def acknowledge_in_order() -> None:
         while True:
-            event, task = await in_flight.get()
+            event, lease, task = await in_flight.get()
             try:
-                lease = await task
+                await task
                 if lease.may_ack():
                     await manual.ack(event)
             finally:
@@ -64,6 +67,7 @@ async def run_ordered(stream: StreamT, process: Process, max_in_flight: int, bac
             if acker.done():
                 raise RuntimeError("the acknowledging task stopped") from acker.exception()
             backlog.add()
-            await in_flight.put((event, asyncio.create_task(process(event))))
+            lease = lease_for(event)
+            await in_flight.put((event, lease, asyncio.create_task(process(event, lease))))
     finally:
         acker.cancel()

@@ -83,6 +83,7 @@ def test_a_revocation_waits_for_the_send_under_way_and_its_sent_entry(fleet, san
         handling = asyncio.ensure_future(worker.dispatcher.handle(payload, None, source, lease))
         while (entry := worker.dispatcher._ledger.lookup(mail_id)) is None or entry.state != SENDING:
             await asyncio.sleep(0.01)
+        await asyncio.sleep(0.15)  # the `sending` entry acknowledged, the request is at the provider
         ownership.revoke([(source.topic, source.partition)])
         assert ownership.sends == 1
         await ownership.settled()
@@ -110,6 +111,7 @@ def test_a_revoked_worker_reports_the_attempt_it_made_and_starts_no_failover(fle
         handling = asyncio.ensure_future(worker.dispatcher.handle(payload, None, source, lease))
         while (entry := worker.dispatcher._ledger.lookup(mail_id)) is None or entry.state != SENDING:
             await asyncio.sleep(0.01)
+        await asyncio.sleep(0.15)  # the request is at the provider
         ownership.revoke([(source.topic, source.partition)])
         return await handling
 
@@ -143,3 +145,31 @@ def test_a_dead_letter_is_published_before_the_dead_entry(fleet, sandbox):
     assert [o.topic for o in first if o.topic == topics.DEAD] == [topics.DEAD]
     assert [codec.decode(o.value)[1]["state"] for o in then] == ["dead"]
     assert decoded(outputs, topics.EVENTS)[-1]["event"] == "dead_lettered"
+
+
+def test_a_send_still_waiting_for_a_thread_when_its_partition_is_revoked_never_starts(fleet, sandbox):
+    for provider in sandbox.ports:
+        sandbox.set_faults(provider, latency_ms=400)
+    worker = make_dispatcher(sandbox, fleet, threads=1)
+    ownership = worker.dispatcher.ownership
+    running, running_source = request()
+    queued, _ = request()
+    queued_source = Source(topics.REQUESTS, 1, 1, 0)
+    queued_id = codec.decode(queued)[1]["id"]
+    leases = ownership.lease(topics.REQUESTS, 0), ownership.lease(topics.REQUESTS, 1)
+
+    async def revoke_while_queued() -> list[list[Output]]:
+        first = asyncio.ensure_future(worker.dispatcher.handle(running, None, running_source, leases[0]))
+        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(worker.dispatcher.handle(queued, None, queued_source, leases[1]))
+        while (entry := worker.dispatcher._ledger.lookup(queued_id)) is None or entry.state != SENDING:
+            await asyncio.sleep(0.01)
+        ownership.revoke([(topics.REQUESTS, 1)])
+        await ownership.settled()
+        return [await first, await second]
+
+    first, second = fleet.run(revoke_while_queued())
+    assert kinds(first) == ["dispatched", "sent"]
+    assert second == [] and leases[1].abandoned, "no attempt is reported: none was made"
+    assert worker.dispatcher._ledger.lookup(queued_id).state == "failed", "the next owner need not wait for it"
+    assert sum(sandbox.received(subject(queued)).values()) == 0
