@@ -22,7 +22,8 @@ from ingest.api_keys import ApiKey
 from ingest.auth import ADMIN, READ, SEND, RateLimited
 from ingest.config import IngestConfig
 from ingest.configurations_api import ConfigurationsApi
-from ingest.idempotency import HEADER, BadKey, KeyReused, RecentKeys, body_digest, idempotency_key, mail_id_for
+from ingest.idempotency import (HEADER, KEY_CHECK_RETRY_S, BadKey, KeyReused, KeyUnchecked, RecentKeys, body_digest,
+                                idempotency_key, mail_id_for)
 from ingest.key_limits import KeyLimits
 from ingest.key_ring import KeyRing
 from ingest.providers_api import ProvidersApi
@@ -174,9 +175,9 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         return _accepted(mail)
 
     async def recorded_digest(mail: Mail) -> str | None:
-        """The body digest the key's mail was accepted with; None if it was not, or if ClickHouse cannot
-        say (publishing under the key's mail id again is safe: the dispatcher never sends one id twice).
-        Remembered by mail id, which the tenant is part of."""
+        """The body digest the key's mail was accepted with, None if it was not; raises KeyUnchecked when
+        ClickHouse cannot say. Publishing again would be safe only within the dispatchers' ledger window, and
+        a client's retry may come later. Remembered by mail id, which the tenant is part of."""
         mail_id = mail.id
         if (seen := recent.get(mail_id)) is not None:
             return seen[1]
@@ -184,7 +185,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             detail = await run_in_threadpool(lambda: stores.get().accepted_detail(mail_id, tenant=mail.tenant))
         except (ClickHouseError, EOFError, OSError) as err:
             log.warning("event=idempotency_lookup_failed mail=%s error=%r", mail_id, err)
-            return None
+            raise KeyUnchecked() from err
         if detail is None:
             return None
         digest = str(detail.get("body_sha256", ""))
@@ -194,7 +195,11 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     async def accept_once(producer: AsyncProducer, key: str, mail: Mail, body: bytes, rejection_id: str) -> Response:
         """A retry gets the first answer again and publishes nothing; another body under the same key is refused."""
         digest = body_digest(body)
-        recorded = await recorded_digest(mail)
+        try:
+            recorded = await recorded_digest(mail)
+        except KeyUnchecked:
+            return error(503, "the Idempotency-Key cannot be checked now (the mail history is unavailable); "
+                              "nothing was accepted, retry later", {"Retry-After": KEY_CHECK_RETRY_S})
         if recorded == digest:
             log.info("event=idempotent_replay mail=%s", mail.id)
             return _accepted(mail, replayed=True)

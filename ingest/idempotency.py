@@ -2,7 +2,8 @@
 
 The mail id derives from the key, so every gateway process, before and after a restart, arrives at the same
 id without coordinating. Two racing requests may both publish, but under one mail id, which the dispatcher
-never sends twice.
+never sends twice (and, bodies differing, reports as a conflict). A key is checked in ClickHouse; while it
+cannot answer, a keyed request is refused with 503 rather than published unchecked.
 """
 import hashlib
 import re
@@ -28,6 +29,13 @@ class BadKey(InvalidMail):
 
 class KeyReused(InvalidMail):
     """The key already stands for a mail with another body."""
+
+
+class KeyUnchecked(RuntimeError):
+    """Whether the key was used before cannot be told now (ClickHouse does not answer): nothing is published."""
+
+
+KEY_CHECK_RETRY_S = "5"
 
 
 def idempotency_key(headers: Headers) -> str | None:

@@ -364,7 +364,8 @@ CREATE_MAIL = {
         400: _error("the body is not a JSON object, or the Idempotency-Key header is malformed"),
         413: TOO_LARGE,
         422: _error("a field is wrong (the answer names it), or the key was used for a different body"),
-        503: _error("the broker did not acknowledge the mail; nothing was accepted", RETRY_AFTER),
+        503: _error("the broker did not acknowledge the mail, or an Idempotency-Key cannot be checked now; nothing"
+                    " was accepted", RETRY_AFTER),
     },
 }
 LIST_MAILS = {"responses": {200: _answer(MailPage, "one page of mails, newest first"), 422: BAD_PARAMETER,
