@@ -4,6 +4,7 @@ Each child runs in its own process group so that stopping it also stops anything
 """
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,6 +15,9 @@ from pathlib import Path
 import requests
 
 log = logging.getLogger("mercury.deploy")
+# How far below the ephemeral range listening ports are drawn from.
+LISTEN_PORT_SPAN = 12_000
+_handed_out: set[int] = set()
 
 
 class StartupError(RuntimeError):
@@ -37,9 +41,30 @@ def http_ok(url: str) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, from below the kernel's range for outgoing connections: a port from that
+    range can be taken by any client's connection between choosing it and binding it (seen as "Address
+    already in use" when several stacks start on one machine). Never the same port twice in one process."""
+    low, _ = _ephemeral_range()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - LISTEN_PORT_SPAN), low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral port range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 class ManagedProcess:
