@@ -7,7 +7,7 @@ names) is refused when it holds a line break: a CR or LF there would let the sen
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
