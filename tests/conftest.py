@@ -8,8 +8,11 @@ import pytest
 from deploy.broker import broker_process
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import free_port
+from deploy.stack import LocalStack, StackConfig
+from local_stack import STACK_ENV
 from providers.config import ADAPTERS
 from sandbox_client import Sandbox, sandbox_process
+from tests.e2e.sessions import gateway
 
 logging.basicConfig(level=logging.INFO)
 
@@ -54,3 +57,13 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
     """The shared sandbox with no faults and empty mailboxes."""
     sandbox_server.reset()
     return sandbox_server
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole local stack, started once for every test that needs it (end-to-end and security)."""
+    config = StackConfig.on_free_ports(tmp_path_factory.mktemp("stack"), extra_env=STACK_ENV)
+    running = LocalStack(config).start()
+    gateway.headers["Authorization"] = f"Bearer {running.admin_key}"
+    yield running
+    running.stop()

@@ -1,4 +1,4 @@
-"""The whole local stack, started once for the end-to-end tests, with a short retry ladder."""
+"""Helpers for the tests that run against the whole local stack (the `stack` fixture is in tests/conftest.py)."""
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -8,19 +8,10 @@ import requests
 from confluent_kafka import Consumer
 
 from analytics.connection import connect
-from deploy.stack import LocalStack, StackConfig
+from deploy.stack import LocalStack
 from sandbox_client import Sandbox
 from schemas import codec
 from tests.e2e.sessions import gateway
-
-BREAKER_FAILURES = 3
-STACK_ENV = {
-    "MERCURY_RETRY_DELAYS": "1,2,4,8,16",
-    "MERCURY_BREAKER_FAILURES": str(BREAKER_FAILURES),
-    "MERCURY_BREAKER_RECOVERY_S": "2",
-    "MERCURY_PROVIDER_READ_TIMEOUT": "2",
-    "MERCURY_SINK_BATCH_SECONDS": "0.2",
-}
 
 
 def wait_for(check: Callable[[], object], timeout: float = 30.0, every: float = 0.2, what: str = "condition"):
@@ -31,15 +22,6 @@ def wait_for(check: Callable[[], object], timeout: float = 30.0, every: float = 
             return result
         time.sleep(every)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig.on_free_ports(tmp_path_factory.mktemp("stack"), extra_env=STACK_ENV)
-    running = LocalStack(config).start()
-    gateway.headers["Authorization"] = f"Bearer {running.admin_key}"
-    yield running
-    running.stop()
 
 
 @pytest.fixture

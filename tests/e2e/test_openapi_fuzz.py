@@ -12,7 +12,7 @@ import schemathesis
 
 from deploy.stack import LocalStack, StackConfig
 from ingest.app import create_app
-from tests.e2e.conftest import STACK_ENV
+from local_stack import STACK_ENV
 
 MAX_EXAMPLES = 100
 SEED = 20_240_611
