@@ -204,6 +204,8 @@ _TRACE_FIELDS = (
 _OPTIONAL_TEXT = ("provider", "outcome", "cause", "status", "message_id")
 _CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_failure", "ambiguous")
 _TERMINAL = {event.value for event in TERMINAL_EVENTS}
+# The events whose message_id is the provider's id of this mail's send (a duplicate repeats the first send's).
+_SENDING = {EventType.SENT.value, EventType.DUPLICATE.value}
 # The last millisecond a DateTime column can hold.
 _LAST_MS = 2**32 * 1000 - 1
 
@@ -227,7 +229,8 @@ def mail_trace(client: Client, mail_id: str, tenant: str | None = None) -> dict 
         if event["event"] == EventType.DISPATCHED and event["provider"] not in providers_tried:
             providers_tried.append(event["provider"])
     finished = [e["created_at"] for e in events if e["event"] in _TERMINAL]
-    message_ids = tuple(sorted({e["message_id"] for e in events if e["message_id"]}))
+    # Only the pipeline's own events name the provider's message: a client's event could name anyone's.
+    message_ids = tuple(sorted({e["message_id"] for e in events if e["message_id"] and e["event"] in _SENDING}))
     feedback = [dict(zip(_FEEDBACK_FIELDS, row)) for row in client.execute(
         _TRACE_FEEDBACK, {"message_ids": message_ids})] if message_ids else []
     return {

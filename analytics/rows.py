@@ -12,6 +12,7 @@ import orjson
 
 from schemas import codec, topics
 from schemas.model import DEFAULT_TENANT
+from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.analytics.rows")
 
@@ -31,6 +32,7 @@ FEEDBACK_COLUMNS = (
     "id", "provider", "provider_event_id", "message_id", "event", "bounce", "recipient", "reason", "url",
     "created_at_ms", "received_at_ms", "created_by", "kafka_partition", "kafka_offset",
 )
+_PIPELINE_EVENTS = frozenset(EventType)
 # Health records that are liveness, not provider state.
 _HEARTBEAT = "alive"
 
@@ -62,7 +64,9 @@ def mail_row(record: dict, partition: int, offset: int) -> Row:
 
 
 def event_row(record: dict, partition: int, offset: int) -> Row:
-    detail = _blob_detail(record)
+    # A client's own event (POST /mails/<id>/events/) keeps its blob verbatim, but nothing in it is read into
+    # the columns the pipeline's questions trust: a `message_id` there would join another tenant's feedback.
+    detail = _blob_detail(record) if record["event"] in _PIPELINE_EVENTS else {}
     return (
         record["id"], record["mail"], record["event"], _timestamp(record), record["created_by"],
         record["provider"] or "", record["outcome"] or "",

@@ -260,7 +260,7 @@ Mercury is running. Logs: {stack.logs}
   Webhooks: the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
   Metrics (Prometheus):
 {metrics}
-Admin API key (all scopes; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
+Local API key (every scope, operator included; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
   export MERCURY_API_KEY={stack.admin_key}
 Send a mail:
   curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Authorization: Bearer {stack.admin_key}' \\

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from analytics import questions
 from ingest import openapi
 from ingest.api_keys import ApiKey
-from ingest.auth import ADMIN, READ
+from ingest.auth import OPERATOR, READ
 from ingest.requests_body import timestamp_ms
 from ingest.responses import error, json_response
 from schemas.events import now_ms
@@ -103,12 +103,12 @@ def router(client: Callable[[], Client]) -> APIRouter:
         return windowed(lambda start, end: questions.failure_causes(client(), start, end, tenant=key.tenant), since, until,
                         "failure_causes")
 
-    @api.get("/breakers", dependencies=[ADMIN], **openapi.BREAKERS)
+    @api.get("/breakers", dependencies=[OPERATOR], **openapi.BREAKERS)
     def breakers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """Each provider's breaker as last recorded, and every change (open, probe, close, throttle) in the window."""
         return windowed(lambda start, end: questions.breakers(client(), start, end), since, until, "breakers")
 
-    @api.get("/feedback", dependencies=[ADMIN], **openapi.FEEDBACK)
+    @api.get("/feedback", dependencies=[OPERATOR], **openapi.FEEDBACK)
     def feedback(since: str | None = SINCE, until: str | None = UNTIL) -> Response:
         """What providers reported through their webhooks, per provider: delivered, bounces, complaints, opens,
         clicks, unsubscribes."""

@@ -3,7 +3,9 @@
 A key reads `mk_<id>_<secret>`. The id finds the entry, the secret's SHA-256 is compared in constant time:
 with 256 random bits in the secret, a slow password hash would add latency to every request and no safety.
 Each key belongs to one tenant and carries scopes: `send` (post mails and events), `read` (the tenant's
-mails and analytics), `admin` (keys, providers, configurations and the fleet-wide views).
+mails and analytics), `tenant_admin` (the tenant's own keys, never another's) and `operator` (the fleet:
+providers, configurations, the fleet-wide views, and keys of any tenant). A tenant's administrator is no
+operator: the two are separate scopes, and only an operator mints an operator key.
 """
 import hashlib
 import hmac
@@ -31,7 +33,14 @@ _TENANT = re.compile(TENANT_PATTERN)
 class Scope(StrEnum):
     SEND = "send"
     READ = "read"
-    ADMIN = "admin"
+    TENANT_ADMIN = "tenant_admin"
+    OPERATOR = "operator"
+
+
+# Keys minted before the split carried `admin`: read back, it grants the narrower power (the tenant's keys).
+# Asked for by name, it is refused with the new names, so nobody gets an operator by habit.
+_RETIRED = {"admin": Scope.TENANT_ADMIN}
+_SCOPES = ", ".join(Scope)
 
 
 class InvalidKeyRequest(ValueError):
@@ -86,7 +95,8 @@ class ApiKey:
         name, record = codec.decode(payload)
         if name != SCHEMA:
             raise codec.DecodeError(f"{name} records do not belong on the API key topic")
-        return cls(record["id"], record["tenant"], frozenset(record["scopes"]), record["secret_sha256"],
+        scopes = frozenset(_RETIRED.get(scope, scope) for scope in record["scopes"])
+        return cls(record["id"], record["tenant"], scopes, record["secret_sha256"],
                    record["name"], record["rate_per_s"], record["burst"], record["created_at"],
                    record["revoked_at"])
 
@@ -106,10 +116,13 @@ def checked(tenant: object, scopes: object, name: object, rate_per_s: object,
     if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
         raise InvalidKeyRequest("tenant", f"must match {TENANT_PATTERN}")
     if isinstance(scopes, str) or not isinstance(scopes, Iterable):
-        raise InvalidKeyRequest("scopes", "must be a list of send, read, admin")
+        raise InvalidKeyRequest("scopes", f"must be a list of {_SCOPES}")
     wanted = list(scopes)
+    if retired := [s for s in wanted if isinstance(s, str) and s in _RETIRED]:
+        raise InvalidKeyRequest("scopes", f"{retired[0]!r} was split in two: tenant_admin (the tenant's own keys) "
+                                          "and operator (the whole fleet)")
     if not wanted or not all(isinstance(s, str) and s in Scope.__members__.values() for s in wanted):
-        raise InvalidKeyRequest("scopes", "must be a non-empty list of send, read, admin")
+        raise InvalidKeyRequest("scopes", f"must be a non-empty list of {_SCOPES}")
     if not isinstance(name, str) or len(name) > MAX_NAME or any(c in name for c in "\r\n"):
         raise InvalidKeyRequest("name", f"must be one line of at most {MAX_NAME} characters")
     if (isinstance(rate_per_s, bool) or not isinstance(rate_per_s, int | float) or not math.isfinite(rate_per_s)

@@ -19,7 +19,7 @@ from analytics.connection import connect
 from analytics.store import MailStore
 from ingest import analytics_api, dashboard, keys_api, lag, metrics, openapi, schema_registry, webhooks
 from ingest.api_keys import ApiKey
-from ingest.auth import ADMIN, READ, SEND, RateLimited
+from ingest.auth import OPERATOR, READ, SEND, RateLimited
 from ingest.config import IngestConfig
 from ingest.configurations_api import ConfigurationsApi
 from ingest.idempotency import (HEADER, KEY_CHECK_RETRY_S, BadKey, KeyReused, KeyUnchecked, RecentKeys, body_digest,
@@ -89,10 +89,10 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     app.include_router(schema_registry.router)
     app.include_router(analytics_api.router(stores.get_client))
     app.include_router(webhooks.router(config))
-    app.include_router(lag.router(config.bootstrap), dependencies=[ADMIN])
+    app.include_router(lag.router(config.bootstrap), dependencies=[OPERATOR])
     app.include_router(keys_api.router())
-    app.include_router(providers_api.router(), dependencies=[ADMIN])
-    app.include_router(configurations_api.router(), dependencies=[ADMIN])
+    app.include_router(providers_api.router(), dependencies=[OPERATOR])
+    app.include_router(configurations_api.router(), dependencies=[OPERATOR])
     dashboard.install(app)
     openapi.install(app)
 

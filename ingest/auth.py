@@ -25,8 +25,9 @@ class RateLimited(HTTPException):
                          {"Retry-After": retry_after(wait_s)})
 
 
-def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
-    """A dependency answering with the request's key once it is valid, has `scope`, and is within its rate."""
+def require(*scopes: Scope) -> Callable[..., Awaitable[ApiKey]]:
+    """A dependency answering with the request's key once it is valid, has one of `scopes`, and is within its
+    rate."""
 
     async def api_key(request: Request,
                       credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> ApiKey:
@@ -40,8 +41,8 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
                                 {"Retry-After": "2"}) from err
         if key is None:
             raise _unauthorized("the API key is not valid: unknown, revoked or mistyped")
-        if scope not in key.scopes:
-            raise HTTPException(403, f"this API key lacks the {scope} scope")
+        if key.scopes.isdisjoint(scopes):
+            raise HTTPException(403, f"this API key lacks the {' or '.join(scopes)} scope")
         request.state.api_key = key
         limits: KeyLimits = request.app.state.key_limits
         if (wait_s := limits.try_take(key)) > 0:
@@ -57,4 +58,7 @@ def _unauthorized(message: str) -> HTTPException:
 
 SEND = Depends(require(Scope.SEND))
 READ = Depends(require(Scope.READ))
-ADMIN = Depends(require(Scope.ADMIN))
+# The fleet: providers, configurations, fleet-wide views, keys of any tenant.
+OPERATOR = Depends(require(Scope.OPERATOR))
+# Keys: a tenant administrator manages its own tenant's, an operator anyone's (ingest.keys_api tells them apart).
+KEY_ADMIN = Depends(require(Scope.TENANT_ADMIN, Scope.OPERATOR))

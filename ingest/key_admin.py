@@ -1,5 +1,5 @@
 """API keys from the command line, straight on Kafka: whoever can write the key topic is trusted already, so
-this is how the first admin key comes to be (and how one is revoked while no gateway runs).
+this is how the first operator key comes to be (and how one is revoked while no gateway runs).
 
     mercury keys create [--tenant T] [--scope S]... [--name N] [--rate R] [--burst B] [--json]
     mercury keys list   [--tenant T] [--json]
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create", help="mint a key and print it (once)")
     create.add_argument("--tenant", default=DEFAULT_TENANT)
     create.add_argument("--scope", action="append", choices=[str(s) for s in Scope], dest="scopes",
-                        help="send, read or admin; repeat for several (default: send and read)")
+                        help="send, read, tenant_admin or operator; repeat for several (default: send and read)")
     create.add_argument("--name", default="")
     create.add_argument("--rate", type=float, default=DEFAULT_RATE,
                         help="requests per second, 0 for unlimited (default: the gateway's MERCURY_KEY_RATE_PER_S)")

@@ -1,41 +1,76 @@
-"""`/api/v1.0/keys/`: mint, list, show and revoke API keys (admin scope). A key's token is in the answer
-that minted it and nowhere else."""
+"""`/api/v1.0/keys/`: mint, list, show and revoke API keys. A key's token is in the answer that minted it and
+nowhere else.
+
+Two scopes reach these routes. An operator manages the keys of every tenant. A tenant administrator manages
+its own tenant's keys only, and never mints an operator: another tenant's key reads exactly like a missing
+one, and naming another tenant is refused.
+"""
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ingest import openapi
-from ingest.api_keys import DEFAULT_RATE, InvalidKeyRequest, Scope, mint
-from ingest.auth import ADMIN
+from ingest.admin_bodies import MAX_BODY_BYTES
+from ingest.api_keys import DEFAULT_RATE, ApiKey, InvalidKeyRequest, Scope, mint
+from ingest.auth import KEY_ADMIN
+from ingest.bodies import BodyTooLarge, read_limited
 from ingest.control_topic import ControlUnavailable
 from ingest.key_ring import KeyRing
 from ingest.requests_body import parse_json
 from ingest.responses import error, json_response
 from schemas.events import now_ms
-from schemas.model import DEFAULT_TENANT
 from schemas.validation import InvalidMail
 
 PREFIX = "/api/v1.0/keys"
 FIELDS = frozenset({"tenant", "scopes", "name", "rate_per_s", "burst"})
 
 
+class _Forbidden(Exception):
+    """Answered 403: the caller's scope does not reach what it asked for."""
+
+
+def _operator(caller: ApiKey) -> bool:
+    return Scope.OPERATOR in caller.scopes
+
+
+def _visible(caller: ApiKey, key: ApiKey | None) -> ApiKey | None:
+    """The key if the caller may see it; another tenant's key is no key at all to a tenant administrator."""
+    if key is None or _operator(caller) or key.tenant == caller.tenant:
+        return key
+    return None
+
+
+def _check_mintable(caller: ApiKey, key: ApiKey) -> None:
+    if _operator(caller):
+        return
+    if key.tenant != caller.tenant:
+        raise _Forbidden(f"tenant: a tenant administrator mints keys of its own tenant ({caller.tenant}) only")
+    if Scope.OPERATOR in key.scopes:
+        raise _Forbidden("scopes: only an operator mints an operator key")
+
+
 def router() -> APIRouter:
-    routes = APIRouter(prefix=PREFIX, dependencies=[ADMIN])
+    routes = APIRouter(prefix=PREFIX)
 
     def ring(request: Request) -> KeyRing:
         return request.app.state.keys
 
     @routes.post("/", status_code=201, **openapi.CREATE_KEY)
-    async def create_key(request: Request) -> Response:
+    async def create_key(request: Request, caller: ApiKey = KEY_ADMIN) -> Response:
         try:
-            data = parse_json(await request.body())
+            data = parse_json(await read_limited(request, MAX_BODY_BYTES))
             if unknown := sorted(set(data) - FIELDS):
                 raise InvalidKeyRequest(unknown[0], "unknown field")
-            key, token = mint(data.get("tenant", DEFAULT_TENANT), data.get("scopes", [Scope.SEND, Scope.READ]),
+            key, token = mint(data.get("tenant", caller.tenant), data.get("scopes", [Scope.SEND, Scope.READ]),
                               data.get("name", ""), data.get("rate_per_s", DEFAULT_RATE), data.get("burst", 0))
+            _check_mintable(caller, key)
+        except BodyTooLarge as err:
+            return error(413, str(err), field="body")
         except InvalidMail as err:
             return error(400, str(err), field=err.field)
         except InvalidKeyRequest as err:
             return error(422, str(err), field=err.field)
+        except _Forbidden as err:
+            return error(403, str(err))
         try:
             await ring(request).write(key)
         except ControlUnavailable as err:
@@ -44,19 +79,24 @@ def router() -> APIRouter:
         return json_response({**key.public(), "key": token, "url": location}, 201, {"Location": location})
 
     @routes.get("/", **openapi.LIST_KEYS)
-    def list_keys(request: Request, tenant: str | None = Query(None, max_length=64)) -> Response:
+    def list_keys(request: Request, tenant: str | None = Query(None, max_length=64),
+                  caller: ApiKey = KEY_ADMIN) -> Response:
+        if not _operator(caller):
+            if tenant not in (None, caller.tenant):
+                return error(403, f"tenant: a tenant administrator lists its own tenant's keys ({caller.tenant})")
+            tenant = caller.tenant
         keys = [k.public() for k in ring(request).all() if tenant is None or k.tenant == tenant]
         return json_response({"keys": keys})
 
     @routes.get("/{key_id}", **openapi.GET_KEY)
-    def get_key(request: Request, key_id: str) -> Response:
-        key = ring(request).get(key_id)
+    def get_key(request: Request, key_id: str, caller: ApiKey = KEY_ADMIN) -> Response:
+        key = _visible(caller, ring(request).get(key_id))
         return error(404, f"key {key_id} not found") if key is None else json_response(key.public())
 
     @routes.delete("/{key_id}", **openapi.REVOKE_KEY)
-    async def revoke_key(request: Request, key_id: str) -> Response:
+    async def revoke_key(request: Request, key_id: str, caller: ApiKey = KEY_ADMIN) -> Response:
         """Revoking twice is harmless: the key keeps its first revocation time."""
-        key = ring(request).get(key_id)
+        key = _visible(caller, ring(request).get(key_id))
         if key is None:
             return error(404, f"key {key_id} not found")
         revoked = key.revoked(now_ms())

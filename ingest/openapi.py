@@ -285,9 +285,10 @@ class KeyBody(TypedDict):
 
     __pydantic_config__ = ConfigDict(extra="forbid")
     tenant: NotRequired[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description=(
-        "whose mails the key sends and reads; default `default`"))]]
-    scopes: NotRequired[Annotated[list[Literal["send", "read", "admin"]], Field(min_length=1, description=(
-        "default send and read"))]]
+        "whose mails the key sends and reads; default the caller's tenant (a tenant administrator may name "
+        "no other)"))]]
+    scopes: NotRequired[Annotated[list[Literal["send", "read", "tenant_admin", "operator"]], Field(
+        min_length=1, description="default send and read; only an operator mints an operator key")]]
     name: NotRequired[Annotated[str, Field(max_length=200, description="what the key is for")]]
     rate_per_s: NotRequired[Annotated[float, Field(ge=0, le=1_000_000, description=(
         "requests per second; 0 unlimited; default MERCURY_KEY_RATE_PER_S"))]]
@@ -410,10 +411,12 @@ LAG = {"responses": {200: _answer(LagAnswer, "per consumer group, topic and part
 _KEYS_DOWN = _error("the key topic is unavailable", RETRY_AFTER)
 CREATE_KEY = {"openapi_extra": _body(KeyBody), "responses": {
     201: _answer(NewKey, "the key, with its token this once", headers={"Location": "the key's URL"}),
-    400: _error("the body is not a JSON object"), 422: _error("a field is wrong; the answer names it"),
+    400: _error("the body is not a JSON object"),
+    403: _error("a tenant administrator asked for another tenant's key or an operator key"),
+    413: _error("the body is larger than the limit"), 422: _error("a field is wrong; the answer names it"),
     503: _KEYS_DOWN}}
-LIST_KEYS = {"responses": {200: _answer(KeyList, "every key (of `tenant`, if given), oldest first"),
-                           422: BAD_PARAMETER}}
+LIST_KEYS = {"responses": {200: _answer(KeyList, "every key the caller may see (of `tenant`, if given), oldest first"),
+                           403: _error("a tenant administrator named another tenant"), 422: BAD_PARAMETER}}
 GET_KEY = {"responses": {200: _answer(ApiKeyAnswer, "the key"), 404: NOT_FOUND, 422: BAD_PARAMETER}}
 REVOKE_KEY = {"responses": {200: _answer(ApiKeyAnswer, "the key, revoked (again revoking changes nothing)"),
                             404: NOT_FOUND, 422: BAD_PARAMETER, 503: _KEYS_DOWN}}

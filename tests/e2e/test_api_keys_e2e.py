@@ -8,20 +8,10 @@ import requests
 
 from schemas import topics
 from tests.e2e.conftest import gateway, post_mail, records_on, unique_subject, wait_for, wait_for_event
-from tests.e2e.sessions import key_session
+from tests.e2e.sessions import key_session, new_key, new_tenant
 from tests.e2e.test_cli import MERCURY, mercury
 
 MAIL = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "keys", "content": "hi"}
-
-
-def new_key(api: str, **fields: object) -> dict:
-    answer = gateway.post(f"{api}/keys/", json=fields, timeout=10)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-def tenant() -> str:
-    return f"t-{uuid.uuid4().hex[:10]}"
 
 
 def test_every_route_with_data_needs_a_valid_key(stack, api):
@@ -84,8 +74,8 @@ def test_a_bad_key_request_names_the_field(api):
 
 
 def test_tenants_see_only_their_own_mails_and_analytics(api, sandbox):
-    mine = key_session(new_key(api, tenant=tenant(), scopes=["send", "read"])["key"])
-    theirs = key_session(new_key(api, tenant=tenant(), scopes=["send", "read"])["key"])
+    mine = key_session(new_key(api, tenant=new_tenant(), scopes=["send", "read"])["key"])
+    theirs = key_session(new_key(api, tenant=new_tenant(), scopes=["send", "read"])["key"])
     mail_id = post_mail(api, unique_subject("tenant mail"), session=mine)
     wait_for_event(api, mail_id, "sent", session=mine)
     wait_for(lambda: mine.get(f"{api}/mails/{mail_id}", timeout=10).json().get("status") == "sent",
@@ -115,7 +105,7 @@ def test_tenants_see_only_their_own_mails_and_analytics(api, sandbox):
 
 def test_one_idempotency_key_in_two_tenants_is_two_mails(api):
     key = f"order-{uuid.uuid4().hex}"
-    answers = [key_session(new_key(api, tenant=tenant(), scopes=["send"])["key"]).post(
+    answers = [key_session(new_key(api, tenant=new_tenant(), scopes=["send"])["key"]).post(
         f"{api}/mails/", json=MAIL, headers={"Idempotency-Key": key}, timeout=10) for _ in range(2)]
     assert [a.status_code for a in answers] == [202, 202]
     assert answers[0].json()["id"] != answers[1].json()["id"]
