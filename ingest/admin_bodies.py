@@ -5,6 +5,7 @@ from collections.abc import Collection
 from fastapi import Request
 from fastapi.responses import Response
 
+from ingest.bodies import BodyTooLarge, read_limited
 from ingest.control_topic import ControlUnavailable
 from ingest.requests_body import parse_json
 from ingest.responses import error
@@ -37,12 +38,10 @@ def refusal(err: Exception) -> Response:
 
 async def json_object(request: Request, fields: Collection[str]) -> dict:
     """The body as a JSON object; raises Refused: 413 too large, 400 not a JSON object, 422 unknown field."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Refused(413, f"body: larger than {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise Refused(413, f"body: larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = await read_limited(request, MAX_BODY_BYTES)
+    except BodyTooLarge as err:
+        raise Refused(413, str(err)) from err
     try:
         data = parse_json(body)
     except InvalidMail as err:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import analytics_api, dashboard, keys_api, lag, metrics, openapi, schema_registry, webhooks
+from ingest import analytics_api, bodies, dashboard, keys_api, lag, metrics, openapi, schema_registry, webhooks
 from ingest.api_keys import ApiKey
 from ingest.auth import OPERATOR, READ, SEND, RateLimited
 from ingest.config import IngestConfig
@@ -117,13 +117,10 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         return error(503, "the mail history store is unavailable; retry later")
 
     async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > config.max_body_bytes:
-            raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
-        body = await request.body()
-        if len(body) > config.max_body_bytes:
-            raise BodyTooLarge("body", f"larger than {config.max_body_bytes} bytes")
-        return body
+        try:
+            return await bodies.read_limited(request, config.max_body_bytes)
+        except bodies.BodyTooLarge as err:
+            raise BodyTooLarge("body", f"larger than {err.limit} bytes") from err
 
     async def reject(producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes, tenant: str,
                      status: int | None = None, headers: dict[str, str] | None = None, **detail: object) -> Response:

@@ -346,6 +346,7 @@ NOT_FOUND = _error("nothing is known under that id")
 BAD_PARAMETER = _error("a parameter is malformed; the answer names it")
 WINDOW_ERROR = _error("a malformed `since` or `until`, or `until` not after `since`; the answer names the field")
 TOO_LARGE = _error("the body is larger than MERCURY_MAX_BODY_BYTES")
+SMALL_BODY_TOO_LARGE = _error("the body is larger than 64 KiB, the limit of keys, providers and configurations")
 
 
 def _window_route(model: type) -> dict[str, Any]:
@@ -413,7 +414,7 @@ CREATE_KEY = {"openapi_extra": _body(KeyBody), "responses": {
     201: _answer(NewKey, "the key, with its token this once", headers={"Location": "the key's URL"}),
     400: _error("the body is not a JSON object"),
     403: _error("a tenant administrator asked for another tenant's key or an operator key"),
-    413: _error("the body is larger than the limit"), 422: _error("a field is wrong; the answer names it"),
+    413: SMALL_BODY_TOO_LARGE, 422: _error("a field is wrong; the answer names it"),
     503: _KEYS_DOWN}}
 LIST_KEYS = {"responses": {200: _answer(KeyList, "every key the caller may see (of `tenant`, if given), oldest first"),
                            403: _error("a tenant administrator named another tenant"), 422: BAD_PARAMETER}}
@@ -475,12 +476,14 @@ REGISTRY_REGISTER = {
     "responses": {
         200: _answer(RegisteredSchema, "the schema is one of Mercury's: its fixed id", REGISTRY_JSON),
         404: _answer(RegistryError, "the subject is not one of Mercury's topics", REGISTRY_JSON),
+        400: _answer(RegistryError, "the body is not JSON", REGISTRY_JSON),
         409: _answer(RegistryError, "the schema is not compatible with Mercury's", REGISTRY_JSON),
+        413: _answer(RegistryError, "the body is larger than any of Mercury's schemas", REGISTRY_JSON),
         422: _answer(RegistryError, "the body is not a valid schema", REGISTRY_JSON),
     },
 }
 
-# The provider registry and the configurations (admin) ------------------------------------------------------
+# The provider registry and the configurations (operator) ---------------------------------------------------
 
 ProviderType = Literal["mailgun", "sendgrid", "postmark", "smtp"]
 SettingValue = Annotated[str | float, Field(description="text; a number is taken as its text")]
@@ -576,12 +579,12 @@ GET_PROVIDER = {"responses": {200: _answer(ProviderAnswer, "the provider"), 404:
 CREATE_PROVIDER = {"openapi_extra": _body(ProviderBody), "responses": {
     201: _answer(ProviderAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
     400: _error("the body is not a JSON object"), 409: _error("a provider with that id exists (PUT changes it)"),
-    413: TOO_LARGE, 422: _error("a field is wrong; the answer names it"),
+    413: SMALL_BODY_TOO_LARGE, 422: _error("a field is wrong; the answer names it"),
     503: _error("the broker did not answer, or secrets were given and MERCURY_SECRETS_KEY is not set",
                 RETRY_AFTER)}}
 CHANGE_PROVIDER = {"openapi_extra": _body(ProviderChange), "responses": {
     200: _answer(ProviderAnswer, "stored; every dispatcher worker applies it"),
-    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: TOO_LARGE,
+    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: SMALL_BODY_TOO_LARGE,
     422: _error("a field is wrong; the answer names it"),
     503: _error("the broker did not answer, or secrets were changed and MERCURY_SECRETS_KEY is not set or does "
                 "not open the stored ones", RETRY_AFTER)}}
@@ -593,10 +596,10 @@ GET_CONFIGURATION = {"responses": {200: _answer(ConfigurationAnswer, "the config
 CREATE_CONFIGURATION = {"openapi_extra": _body(ConfigurationBody), "responses": {
     201: _answer(ConfigurationAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
     400: _error("the body is not a JSON object"), 409: _error("a value is set already (PUT changes it)"),
-    413: TOO_LARGE, 422: _error("an unknown id or a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
+    413: SMALL_BODY_TOO_LARGE, 422: _error("an unknown id or a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
 CHANGE_CONFIGURATION = {"openapi_extra": _body(ConfigurationChange), "responses": {
     200: _answer(ConfigurationAnswer, "stored; every dispatcher worker applies it"),
-    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: TOO_LARGE,
+    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: SMALL_BODY_TOO_LARGE,
     422: _error("a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
 DELETE_CONFIGURATION = {"responses": {204: _DELETED, 404: _error("no value set through the API under that id"),
                                       503: _CONTROL_DOWN}}

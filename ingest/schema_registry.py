@@ -6,13 +6,17 @@ dispatcher decodes. A schema that is not Mercury's is refused, as a real registr
 """
 import re
 
+import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from ingest import openapi
+from ingest.bodies import BodyTooLarge, read_limited
 from schemas import registry
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+# Mercury's largest schema is a few kilobytes; nothing larger can be one of them.
+MAX_BODY_BYTES = 262_144
 _VERSION = re.compile(r"[0-9]{1,9}")
 router = APIRouter(prefix="/schema-registry", tags=["schema registry"])
 SUBJECT = Path(description="a topic's value subject",
@@ -72,9 +76,16 @@ async def register(request: Request, subject: str = SUBJECT) -> JSONResponse:
     if expected is None:
         return _error(404, 40401, f"subject {subject!r} is not one of Mercury's topics")
     try:
-        body = await request.json()
+        body = orjson.loads(await read_limited(request, MAX_BODY_BYTES))
+    except BodyTooLarge as err:
+        return _error(413, 41301, str(err))
+    except orjson.JSONDecodeError as err:
+        return _error(400, 40001, f"body: not valid JSON ({err})")
+    if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
+        return _error(422, 42201, "body: must be a JSON object with the schema as a string in `schema`")
+    try:
         offered = registry.match(body["schema"])
-    except (ValueError, KeyError, TypeError) as err:
+    except ValueError as err:
         return _error(422, 42201, f"invalid schema: {err}")
     if offered is None or offered.subject != expected.subject:
         return _error(409, 409, f"schema is not compatible with {expected.name}; fetch it from /schema-registry/schemas/ids/{expected.id}")

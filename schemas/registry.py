@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 from fastavro import parse_schema
-from fastavro.schema import load_schema, to_parsing_canonical_form
+from fastavro.schema import SchemaParseException, load_schema, to_parsing_canonical_form
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 
@@ -91,7 +91,8 @@ def match(schema_text: str) -> RegisteredSchema | None:
     """The registered schema whose canonical form equals the given schema text, if any."""
     try:
         candidate = to_parsing_canonical_form(parse_schema(orjson.loads(schema_text), _write_hint=False))
-    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as err:
+    # Whatever a hostile text makes the parser raise (a deep nesting ends in RecursionError) is a bad schema.
+    except (ValueError, TypeError, KeyError, SchemaParseException, RecursionError) as err:
         raise ValueError(f"not a valid Avro schema: {err}") from err
     for schema in schemas().values():
         if schema.canonical == candidate:
