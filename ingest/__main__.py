@@ -39,6 +39,7 @@ def main() -> None:
             host=config.host,
             port=config.port,
             workers=config.workers,
+            limit_concurrency=config.max_connections,
             access_log=False,
             loop="uvloop",
             http="httptools",

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import analytics_api, bodies, dashboard, keys_api, lag, metrics, openapi, schema_registry, webhooks
+from ingest import analytics_api, bodies, dashboard, keys_api, lag, metrics, openapi, over_rate, schema_registry, webhooks
 from ingest.api_keys import ApiKey
 from ingest.auth import OPERATOR, READ, SEND, RateLimited
 from ingest.config import IngestConfig
@@ -26,19 +26,25 @@ from ingest.idempotency import (HEADER, KEY_CHECK_RETRY_S, BadKey, KeyReused, Ke
                                 idempotency_key, mail_id_for)
 from ingest.key_limits import KeyLimits
 from ingest.key_ring import KeyRing
+from ingest.over_rate import OverRateTally
 from ingest.providers_api import ProvidersApi
 from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, parse_json
 from ingest.responses import error, json_response
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event
 from schemas.model import Mail
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
 from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.ingest")
 API = "/api/v1.0"
 PIPELINE_EVENTS = frozenset(str(e) for e in EventType)
+# A timeout may hide a write: the truth, and what makes a retry safe (the dispatchers drop a second copy of a
+# mail id within their ledger window, and an Idempotency-Key gives the retry the same id).
+_MAYBE_ACCEPTED = ("the mail queue did not confirm the mail in time: it may or may not have been accepted. Retry "
+                   f"soon with the same {HEADER} header to be safe (the dispatchers send one mail id once within "
+                   "their ledger window, 15 minutes by default); without one, a retry may send the mail twice")
 MAX_PER_PAGE = 500
 MAX_PAGE = 1_000_000_000
 
@@ -73,11 +79,15 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         app.state.producer = AsyncProducer(config.bootstrap, config.delivery_timeout_ms)
         app.state.keys = KeyRing(config.bootstrap)
         app.state.key_limits = KeyLimits(config.key_rate_per_s, config.key_burst, config.workers)
+        app.state.over_rate = OverRateTally(app.state.producer)
+        summaries = asyncio.create_task(app.state.over_rate.run())
         # Each waits for the broker on its own: a broker away at start delays serving by one timeout, not three.
         await asyncio.gather(*(part.start(app.state.producer)
                                for part in (app.state.keys, providers_api, configurations_api)))
         log.info("event=ingest_started bootstrap=%s", config.bootstrap)
         yield
+        summaries.cancel()
+        await asyncio.gather(summaries, return_exceptions=True)
         providers_api.close()
         configurations_api.close()
         app.state.keys.close()
@@ -98,10 +108,9 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        if isinstance(exc, RateLimited) and request.method == "POST" and request.url.path == f"{API}/mails/":
-            key: ApiKey = request.state.api_key
-            return await reject(request.app.state.producer, new_id(), KeyOverRate("authorization", exc.detail),
-                                b"", key.tenant, status=429, headers=exc.headers, key=key.id)
+        if isinstance(exc, RateLimited):
+            request.app.state.over_rate.refused(request.state.api_key)
+            return error(429, str(exc.detail), exc.headers, field=over_rate.FIELD)
         return error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -123,7 +132,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             raise BodyTooLarge("body", f"larger than {err.limit} bytes") from err
 
     async def reject(producer: AsyncProducer, mail_id: str, err: InvalidMail, body: bytes, tenant: str,
-                     status: int | None = None, headers: dict[str, str] | None = None, **detail: object) -> Response:
+                     **detail: object) -> Response:
         """Record the rejection so 'was it discarded at validation?' has an answer, then answer 4xx. The event
         names the tenant: the request never became a mail, so nothing else ties it to the tenant's reads."""
         event = make_event(
@@ -134,9 +143,9 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
             await producer.send(topics.EVENTS, mail_id, encode_event(event))
         except BrokerUnavailable as exc:
             log.error("event=rejected_event_unrecorded mail=%s error=%s", mail_id, exc)
-        status = status or _status_for(err)
+        status = _status_for(err)
         metrics.MAILS_REJECTED.labels(str(status)).inc()
-        return error(status, str(err), headers, field=err.field, mail_id=mail_id)
+        return error(status, str(err), field=err.field, mail_id=mail_id)
 
     @app.get(f"{API}/", **openapi.INDEX)
     def index() -> Response:
@@ -160,9 +169,12 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         """202 only once the broker has the mail; `detail` goes into its acceptance record."""
         try:
             await producer.send(topics.REQUESTS, mail.id, codec.encode("mercury.MailRequest", mail.to_record()))
+        except MaybeWritten as err:
+            log.warning("event=mail_maybe_accepted mail=%s error=%s", mail.id, err)
+            return error(503, _MAYBE_ACCEPTED, mail_id=mail.id, accepted="unknown")
         except BrokerUnavailable as err:
             log.warning("event=mail_not_accepted mail=%s error=%s", mail.id, err)
-            return error(503, "the mail queue is unavailable; nothing was accepted, retry later")
+            return error(503, "the mail queue is unavailable; nothing was accepted, retry later", accepted=False)
         try:
             await producer.send(topics.EVENTS, mail.id, encode_event(accepted_event(mail, "ingest", **detail)))
         except BrokerUnavailable as err:
@@ -292,6 +304,8 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         event["blob"] = blob if isinstance(blob, str) else orjson.dumps(blob).decode()
         try:
             await request.app.state.producer.send(topics.EVENTS, mail_id, encode_event(event))
+        except MaybeWritten:
+            return error(503, "the event stream did not confirm the event in time: it may or may not be recorded")
         except BrokerUnavailable:
             return error(503, "the event stream is unavailable; nothing was recorded, retry later")
         return json_response(event, 202, {"Location": f"{_mail_url(mail_id)}/events/{event['id']}"})
@@ -300,10 +314,6 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
 
 
 class BodyTooLarge(InvalidMail):
-    pass
-
-
-class KeyOverRate(InvalidMail):
     pass
 
 

@@ -9,10 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
+from ingest import metrics
 from ingest.api_keys import ApiKey, Scope
 from ingest.key_limits import KeyLimits, retry_after
 from ingest.control_topic import ControlUnavailable
-from ingest.key_ring import KeyRing
+from ingest.key_ring import KeyRing, TooManyUnknown
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="mk_<id>_<secret>",
                     description="An API key from `POST /api/v1.0/keys/` or `mercury keys create`: "
@@ -39,6 +40,10 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[ApiKey]]:
         except ControlUnavailable as err:
             raise HTTPException(503, f"API keys cannot be checked now; retry later ({err})",
                                 {"Retry-After": "2"}) from err
+        except TooManyUnknown as err:
+            metrics.UNKNOWN_KEYS_TURNED_AWAY.inc()
+            raise HTTPException(503, "too many requests with API keys this gateway does not know are waiting; "
+                                     "retry later", {"Retry-After": "1"}) from err
         if key is None:
             raise _unauthorized("the API key is not valid: unknown, revoked or mistyped")
         if key.scopes.isdisjoint(scopes):

@@ -20,6 +20,8 @@ class IngestConfig:
     # Requests per second (and at once) a key may make unless it was given its own; 0 means unlimited.
     key_rate_per_s: float = 100.0
     key_burst: int = 200
+    # Connections (and requests in progress) per worker process; past it a request is answered 503 at once.
+    max_connections: int = 1000
     # Webhook secrets: empty means that provider's webhook answers 503. Kept out of repr, so never logged.
     mailgun_webhook_signing_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = field(default="", repr=False)
@@ -32,6 +34,8 @@ class IngestConfig:
         before any worker starts."""
         if not (0 <= self.key_rate_per_s < float("inf")) or self.key_burst < 0:
             raise ValueError("MERCURY_KEY_RATE_PER_S and MERCURY_KEY_BURST must be finite and not negative")
+        if self.max_connections < 1:
+            raise ValueError("MERCURY_INGEST_MAX_CONNECTIONS must be at least 1")
         if self.sendgrid_webhook_public_key:
             load_sendgrid_public_key(self.sendgrid_webhook_public_key)
         check_tls_files(self.tls_cert_file, self.tls_key_file)
@@ -52,6 +56,7 @@ class IngestConfig:
             workers=int(env.get("MERCURY_INGEST_WORKERS", "2")),
             key_rate_per_s=float(env.get("MERCURY_KEY_RATE_PER_S", "100")),
             key_burst=int(env.get("MERCURY_KEY_BURST", "200")),
+            max_connections=int(env.get("MERCURY_INGEST_MAX_CONNECTIONS", "1000")),
             mailgun_webhook_signing_key=env.get("MERCURY_MAILGUN_WEBHOOK_SIGNING_KEY", "").strip(),
             sendgrid_webhook_public_key=env.get("MERCURY_SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
             tls_cert_file=env.get(CERT_ENV, "").strip(),

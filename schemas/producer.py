@@ -25,6 +25,11 @@ class BrokerUnavailable(RuntimeError):
     """The record was not acknowledged; the caller must not report it as accepted."""
 
 
+class MaybeWritten(BrokerUnavailable):
+    """The record reached the client's queue but no acknowledgement came: the broker may have written it anyway
+    (a timeout is "possibly persisted"), so the caller must say it does not know, not that nothing was written."""
+
+
 class RecordRefused(BrokerUnavailable):
     """The client or the broker refuses this record for good (too large, invalid): sending it again cannot help."""
 
@@ -95,8 +100,9 @@ class AsyncProducer:
                 self._retired.remove(old)
 
     async def send(self, topic: str, key: str, value: bytes, partition: int = -1) -> None:
-        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable, or its
-        RecordRefused when this record can never be written.
+        """Block the caller (not the loop) until the broker acknowledged; raises BrokerUnavailable when the
+        record was not handed over, its MaybeWritten when it was but no acknowledgement came, or its RecordRefused
+        when this record can never be written.
 
         `partition` -1 lets the key choose it; a reader's marker names each partition explicitly."""
         loop = self._loop = asyncio.get_running_loop()
@@ -120,11 +126,11 @@ class AsyncProducer:
         try:
             err = await asyncio.wait_for(done, self._report_deadline_s)
         except TimeoutError as timeout:
-            raise BrokerUnavailable("no delivery report from the Kafka client") from timeout
+            raise MaybeWritten("no delivery report from the Kafka client") from timeout
         if err is not None and err.code() in REFUSED_FOR_GOOD:
             raise RecordRefused(f"the broker refused the record for good: {err.str()}")
         if err is not None:
-            raise BrokerUnavailable(f"the broker did not acknowledge the record: {err.str()}")
+            raise MaybeWritten(f"the broker did not acknowledge the record: {err.str()}")
         self._brokers_down = False
 
     async def _probe(self, loop: asyncio.AbstractEventLoop) -> bool:
