@@ -9,6 +9,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ingest.webhook_payloads import PayloadInvalid, mailgun_records, sendgrid_records
@@ -98,7 +99,7 @@ def test_a_mailgun_signature_made_with_the_signing_key_is_accepted():
     (lambda s: {**s, "signature": "0" * 64}, "does not match"),
     (lambda s: {**s, "token": s["token"] + "x"}, "does not match"),
     (lambda s: {**s, "timestamp": str(int(s["timestamp"]) + 1)}, "does not match"),
-    (lambda s: {k: v for k, v in s.items() if k != "token"}, "non-empty strings"),
+    (lambda s: {k: v for k, v in s.items() if k != "token"}, "signature.token"),
     (lambda s: "not an object", "missing"),
 ])
 def test_a_tampered_mailgun_signature_is_refused(tamper, reason):
@@ -122,18 +123,47 @@ def test_a_stale_or_future_mailgun_timestamp_is_refused_even_when_signed():
     verifier.verify(mailgun_signature(key, int(now - TOLERANCE_S + 5)), now=now)
 
 
-def test_a_replayed_mailgun_token_is_refused_once_handled_until_its_timestamp_is_stale_anyway():
+def test_a_mailgun_token_is_held_while_handled_freed_if_not_handled_and_spent_once_handled():
     key = secrets.token_hex(32)
     verifier = MailgunVerifier(key)
     signature = mailgun_signature(key)
     verified = verifier.verify(signature)
-    # Not handled yet (say the broker was down and the answer 503): the provider's retry must get through.
+    with pytest.raises(SignatureInvalid, match="being handled"):
+        verifier.verify(signature)
+    # Not handled (say the broker was down and the answer 503): the provider's retry must get through.
+    verifier.release(verified)
     assert verifier.verify(signature) == verified
     verifier.mark_used(verified)
     with pytest.raises(SignatureInvalid, match="already used"):
         verifier.verify(signature)
     with pytest.raises(SignatureInvalid, match="from now"):
         verifier.verify(signature, now=time.time() + TOLERANCE_S + 5)
+
+
+def signed_with_timestamp(key: str, timestamp: object) -> dict:
+    token = secrets.token_hex(25)
+    digest = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": timestamp, "token": token, "signature": digest}
+
+
+# str.isdigit() takes superscripts and other scripts' digits; int() refuses more than 4,300 digits.
+@pytest.mark.parametrize("timestamp", ["\u00b2", "\u0661\u0662\u0663", "9" * 5000, "1" * 13, "-5", "+5", " 5", "5\n",
+                                       "1.5", "", 1.5, True, None, [1], {"s": 1}, 10 ** 12])
+def test_a_mailgun_timestamp_that_is_not_a_few_ascii_digits_is_refused_even_when_signed(timestamp):
+    key = secrets.token_hex(32)
+    with pytest.raises(SignatureInvalid, match="timestamp"):
+        MailgunVerifier(key).verify(signed_with_timestamp(key, timestamp))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("token", ["t"]), ("token", {"t": 1}), ("token", 7), ("token", "x" * 100_000), ("token", "to\x00ken"),
+    ("token", "t\u00e9"), ("signature", "\u00e9" * 64), ("signature", ["0" * 64]), ("signature", "0" * 63),
+    ("signature", "g" * 64), ("signature", "0" * 100_000),
+])
+def test_a_mailgun_token_or_signature_of_the_wrong_shape_is_refused(field, value):
+    key = secrets.token_hex(32)
+    with pytest.raises(SignatureInvalid, match=f"signature.{field}"):
+        MailgunVerifier(key).verify({**mailgun_signature(key), field: value})
 
 
 def test_sendgrids_published_test_vector_verifies():
@@ -172,7 +202,10 @@ def test_a_tampered_sendgrid_body_timestamp_or_signature_is_refused():
         ((body, signature, str(int(stamp) + 1)), "does not match"),
         ((body, signer.sign(tampered)[0], stamp), "does not match"),
         ((body, "not base64!", stamp), "not base64"),
-        ((body, base64.b64encode(b"garbage").decode(), stamp), "does not match"),
+        ((body, "\u00e9" * 96, stamp), "not base64"),
+        ((body, base64.b64encode(b"garbage").decode(), stamp), "not a DER-encoded ECDSA signature"),
+        ((body, base64.b64encode(signer.private.sign(b"x", ec.ECDSA(hashes.SHA256())) + b"\0").decode(), stamp),
+         "not a DER-encoded ECDSA signature"),
         ((body, None, stamp), "headers are required"),
         ((body, signature, None), "headers are required"),
     ]:
@@ -193,10 +226,60 @@ def test_a_stale_or_replayed_sendgrid_request_is_refused():
     with pytest.raises(SignatureInvalid, match="from now"):
         verifier.verify(body, *signer.sign(body, int(time.time()) - TOLERANCE_S - 5))
     fresh = signer.sign(body)
+    verified = verifier.verify(body, *fresh)
+    with pytest.raises(SignatureInvalid, match="being handled"):
+        verifier.verify(body, *fresh)
+    verifier.release(verified)
     verifier.mark_used(verifier.verify(body, *fresh))
     with pytest.raises(SignatureInvalid, match="already used"):
         verifier.verify(body, *fresh)
     verifier.verify(body, *signer.sign(body))
+
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def twin(signature: str) -> str:
+    """The other valid ECDSA signature of the same message: (r, n - s)."""
+    r, s = decode_dss_signature(base64.b64decode(signature))
+    return base64.b64encode(encode_dss_signature(r, P256_ORDER - s)).decode()
+
+
+def respelled(signature: str) -> str:
+    """The same bytes in another base64 spelling: the unused low bit of the last character before the padding set."""
+    data = signature.rstrip("=")
+    last = BASE64_ALPHABET.index(data[-1])
+    return data[:-1] + BASE64_ALPHABET[last | 1] + signature[len(data):]
+
+
+def padded_signature(signer: SendGridSigner, body: bytes) -> tuple[str, str]:
+    """A signature whose base64 ends in padding, so that it has unused bits to respell."""
+    while True:
+        signature, stamp = signer.sign(body)
+        if signature.endswith("="):
+            return signature, stamp
+
+
+def test_a_sendgrid_signature_is_refused_again_in_its_twin_form_or_another_base64_spelling():
+    signer = SendGridSigner()
+    verifier = SendGridVerifier(signer.public)
+    body = b"[]"
+    signature, stamp = padded_signature(signer, body)
+    verifier.mark_used(verifier.verify(body, signature, stamp))
+    for replay in (twin(signature), respelled(signature), twin(respelled(signature))):
+        assert replay != signature
+        with pytest.raises(SignatureInvalid, match="already used"):
+            verifier.verify(body, replay, stamp)
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "9" * 5000, "1" * 13, "-5", " 5", "1.5"])
+def test_a_sendgrid_timestamp_that_is_not_a_few_ascii_digits_is_refused_even_when_signed(timestamp):
+    signer = SendGridSigner()
+    body = b"[]"
+    signature = signer.private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(SignatureInvalid, match="timestamp"):
+        SendGridVerifier(signer.public).verify(body, base64.b64encode(signature).decode(), timestamp)
 
 
 @pytest.mark.parametrize("key", ["", "not base64!", base64.b64encode(b"not a key").decode(),
