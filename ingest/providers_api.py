@@ -4,6 +4,10 @@ The environment's providers (MERCURY_PROVIDERS and their variables; give the gat
 environment) are the defaults; an entry written here replaces the one with its id or adds a new id, and every
 dispatcher worker applies it as it reads it. Secrets are write-only: encrypted with MERCURY_SECRETS_KEY before
 they reach the topic, and answers only say which secrets are set and where each value comes from.
+
+A secret stays with the origin it was given for (see `schemas.provider_entries`): a request that moves a
+provider to another host, port or scheme is refused unless it gives the provider's secrets again, and an entry
+that stores a secret records the base URL (or SMTP host and port) it was given for.
 """
 import logging
 import os
@@ -18,8 +22,10 @@ from ingest.control_topic import ControlUnavailable, ControlView
 from ingest.responses import error, json_response
 from schemas import topics
 from schemas.events import now_ms
-from schemas.provider_entries import STORED, ProviderEntry, check_entry, check_id, effective
-from schemas.provider_settings import API, ENVIRONMENT, TYPES, InvalidSetting, environment_providers, settings_of
+from schemas.provider_entries import (STORED, ProviderEntry, check_bound, check_entry, check_id, effective, pinned,
+                                      stand_ins)
+from schemas.provider_settings import (API, ENVIRONMENT, TYPES, InvalidSetting, environment_providers, origin,
+                                       settings_of)
 from schemas.secrets import KEY_ENV, SecretBox, SecretsUnavailable, open_secrets, secret_box
 
 log = logging.getLogger("mercury.ingest.providers")
@@ -83,6 +89,7 @@ class ProvidersApi(ControlView):
         await self._topic.refresh()
         if self._current(provider_id) is not None:
             raise Refused(409, f"provider {provider_id} exists; change it with PUT {PREFIX}/{provider_id}", "id")
+        settings = pinned(provider_type, self._env, settings, bool(secrets))
         entry = ProviderEntry(provider_id, provider_type, enabled, settings, tuple(sorted(secrets)),
                               updated_at=now_ms())
         check_entry(entry, self._env, secrets)
@@ -95,17 +102,26 @@ class ProvidersApi(ControlView):
             raise Refused(404, f"provider {provider_id} not found", None)
         provider_type = _type(data["type"]) if "type" in data else current.type
         enabled = _flag(data, "enabled", current.enabled)
-        settings = _merged(current.settings, _changes(data, "settings"))
         secret_changes = _changes(data, "secrets")
         names = sorted(_merged(dict.fromkeys(current.secret_names, STORED), secret_changes))
+        settings = pinned(provider_type, self._env, _merged(current.settings, _changes(data, "settings")), bool(names))
         entry = ProviderEntry(provider_id, provider_type, enabled, settings, tuple(names), current.secrets,
                               updated_at=now_ms())
         given = {name: value for name, value in secret_changes.items() if value is not None}
         check_entry(entry, self._env, {name: given.get(name, STORED) for name in names})
+        self._check_kept(current, entry, [name for name in names if name not in given])
         if not secret_changes:
             return entry
         stored = _opened(self._box, current.secrets)
         return _sealed(entry, _merged(stored, secret_changes), self._box)
+
+    def _check_kept(self, current: ProviderEntry, entry: ProviderEntry, kept: list[str]) -> None:
+        """Raises InvalidSetting when the change sends the stored secrets it keeps to another origin than the
+        current entry's, the one they were given for."""
+        if not kept:
+            return
+        bound = origin(current.type, effective(current.type, self._env, current.settings, stand_ins(current)))
+        check_bound(entry.type, effective(entry.type, self._env, entry.settings, stand_ins(entry)), bound, kept)
 
     async def _write(self, entry: ProviderEntry) -> None:
         await self._topic.write(entry.id, entry.encode())

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -142,7 +143,11 @@ class MailService(ProviderAdapter):
     def post_process(self, response: requests.Response) -> str:
         """Return the provider's message id for an accepted send; raise the classified error otherwise."""
         if not 200 <= response.status_code < 300:
-            raise self.error_for(response)
+            err = self.error_for(response)
+            # The answer itself is for operators only: tenants see the error's class, status and detail.
+            log.warning("event=provider_error_answer provider=%s status=%d outcome=%s body=%r", self.name,
+                        response.status_code, err.outcome, err.body)
+            raise err
         message_id = self.response_details(response)
         if not message_id:
             # The provider took the mail (2xx), so sending it again would duplicate it; only its id is lost.
@@ -162,8 +167,14 @@ class MailService(ProviderAdapter):
         """Read the message id from an accepted (2xx) response; "" when the answer does not carry one."""
 
     def error_detail(self, response: requests.Response) -> str:
-        """The provider's own explanation of an error answer; adapters read their error body shape."""
-        return response.text.strip()[:200] or response.reason or "no detail"
+        """The provider's own explanation of an error answer, which each adapter reads from its API's error
+        shape. This default reads no body: an answer in no known shape (a proxy's HTML page, a redirect) is
+        told by its status alone, so what a host answers never reaches a tenant."""
+        try:
+            phrase = HTTPStatus(response.status_code).phrase
+        except ValueError:
+            phrase = "unknown status"
+        return f"{phrase}, without a {self.full_name} error message"
 
     def retry_after(self, response: requests.Response) -> float | None:
         """Seconds to wait from a Retry-After header, which may be delta-seconds or an HTTP date."""

@@ -3,29 +3,45 @@
 Adapters only classify: each class maps to one `Outcome`, and the dispatcher alone turns that into
 failover, a retry topic, a dead letter or a breaker penalty. Raise a subclass, never the root, and
 always `raise ... from err` so the underlying exception survives.
+
+What a tenant sees of a failed attempt (its `attempt_failed` event, a dead letter's reason) is the class, the
+status and `detail`; `detail` is bounded and on one line whatever the adapter put in it, and adapters put in
+only their own words or the message of the provider's known error shape, never the raw answer (`body`).
 """
+import unicodedata
 from typing import ClassVar
 
 from schemas.vocabulary import FailureCause, Outcome
 
 BODY_LIMIT = 2048
+DETAIL_LIMIT = 200
+
+
+def excerpt(text: str, limit: int) -> str:
+    """`text` on one line, without control or format characters (escapes, line breaks, bidi overrides), at
+    most `limit` characters: safe in an event a tenant reads or a log line."""
+    # Cut first: the cleaning is per character, and only the start can be kept.
+    kept = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text[: 4 * limit])
+    clean = " ".join(kept.split())
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 class ProviderError(Exception):
-    """Root of every classified provider error; keeps the provider's own answer for the dead letter."""
+    """Root of every classified provider error; `detail` is shown to tenants, `body` only to operators."""
 
     outcome: ClassVar[Outcome]
 
     def __init__(
         self, provider: str, detail: str, *, status: int | None = None, body: str = "", protocol: str = "HTTP"
     ) -> None:
+        detail = excerpt(detail, DETAIL_LIMIT)
         super().__init__(provider, detail, status)
         self.provider = provider
         self.detail = detail
         # `status` is the answer's code in `protocol`: an HTTP status, or an SMTP reply code for a relay.
         self.status = status
         self.protocol = protocol
-        # Providers sometimes answer errors with a whole HTML page; the start is enough to diagnose.
+        # Providers sometimes answer errors with a whole HTML page; the start is enough to diagnose, in logs.
         self.body = body[:BODY_LIMIT]
 
     def __str__(self) -> str:

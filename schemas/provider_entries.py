@@ -4,14 +4,19 @@ An entry overrides the environment's provider of the same id, or adds one under 
 from the environment's settings of its type (the variables `MERCURY_PROVIDERS` providers read, defaults
 filled in), and what the entry sets wins. Each record carries the entry's whole state, so a reader needs only
 the latest record per id.
+
+A secret is bound to the origin it was given for (`provider_settings.origin`): the environment's secret to
+the environment's base URL or SMTP host and port, a stored secret to the location the entry had when it was
+stored, written into the entry (`pinned`) so that no later environment moves it. Whoever sends a secret to
+another origin must give it again.
 """
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas import codec
-from schemas.provider_settings import (API, InvalidSetting, Sourced, Value, check_names, from_environment, parse,
-                                       secret_names)
+from schemas.provider_settings import (API, InvalidSetting, Sourced, Value, check_names, from_environment, locations,
+                                       origin, parse, secret_names)
 
 SCHEMA = "mercury.ProviderEntry"
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -64,14 +69,40 @@ def effective(provider_type: str, env: Mapping[str, str], settings: Mapping[str,
 
 
 def check_entry(entry: ProviderEntry, env: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str, Value]:
-    """The typed settings the entry gives its adapter; raises InvalidSetting naming the first bad field.
+    """The typed settings the entry gives its adapter; raises InvalidSetting naming the first bad field, or the
+    location setting that would send a secret of the environment to another origin.
 
     `secrets` are the entry's secrets in clear (or STORED stand-ins where they cannot be read)."""
     check_id(entry.id)
     check_names(entry.type, entry.settings, secrets)
     if set(secrets) != set(entry.secret_names):
         raise InvalidSetting("secrets", "the stored secrets do not match the names the entry lists")
-    return parse(entry.type, effective(entry.type, env, entry.settings, secrets))
+    values = effective(entry.type, env, entry.settings, secrets)
+    typed = parse(entry.type, values)
+    if environments := [name for name in secret_names(entry.type) if name not in secrets]:
+        check_bound(entry.type, values, origin(entry.type, from_environment(entry.type, env)), environments)
+    return typed
+
+
+def check_bound(provider_type: str, values: Mapping[str, Sourced], bound: Mapping[str, str],
+                kept: list[str]) -> None:
+    """Raises InvalidSetting naming the first location setting of `values` whose origin is not `bound`, the
+    origin the `kept` secrets were given for: a secret goes to a new host only when it is given again."""
+    for name, where in origin(provider_type, values).items():
+        if where != bound.get(name):
+            again = " and ".join(f"secrets.{secret}" for secret in kept)
+            raise InvalidSetting(f"settings.{name}", f"changing the host requires giving {again} again "
+                                                     f"(given for {bound.get(name)})")
+
+
+def pinned(provider_type: str, env: Mapping[str, str], settings: Mapping[str, str],
+           stored: bool) -> dict[str, str]:
+    """The entry's settings, with its location settings written out from the environment where it sets none
+    when it stores a secret: the secret then stays with the origin it was given for."""
+    if not stored:
+        return dict(settings)
+    defaults = from_environment(provider_type, env)
+    return {**{name: defaults[name].value for name in locations(provider_type)}, **settings}
 
 
 def stand_ins(entry: ProviderEntry) -> dict[str, str]:

@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 ENVIRONMENT, DEFAULT, API = "environment", "default", "api"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -16,6 +17,8 @@ SECURITY_MODES = ("starttls", "tls", "none")
 MAX_TIMEOUT_S = 600.0
 MAX_VALUE_CHARS = 4096
 _URL = re.compile(r"^https?://[^/\s?#]+(/[^\s]*)?$")
+# The kinds of setting that say where a provider is reached, and so where its secrets are sent.
+LOCATION_KINDS = ("url", "host", "port")
 
 
 class InvalidSetting(ValueError):
@@ -147,6 +150,28 @@ def parse(provider_type: str, values: Mapping[str, Sourced]) -> dict[str, Value]
     return typed
 
 
+def locations(provider_type: str) -> list[str]:
+    """The names of the settings that say where the type's secrets are sent (a base URL, an SMTP host and port)."""
+    return [s.name for s in settings_of(provider_type) if s.kind in LOCATION_KINDS]
+
+
+def origin(provider_type: str, values: Mapping[str, Sourced]) -> dict[str, str]:
+    """Where the type's secrets are sent, per location setting: a URL's scheme, host and port, a host's name, a
+    port's number. A secret is bound to the origin it was given for; the path of a URL does not move it.
+
+    Raises InvalidSetting for a location setting that cannot be parsed."""
+    found = {}
+    for setting in settings_of(provider_type):
+        if setting.kind in LOCATION_KINDS:
+            field, raw = label(setting, values[setting.name]), values[setting.name].value
+            if setting.kind == "url":
+                scheme, host, port = _location(field, raw)
+                found[setting.name] = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+            else:
+                found[setting.name] = str(_PARSERS[setting.kind](field, raw)).lower().rstrip(".")
+    return found
+
+
 def _check_smtp(typed: dict[str, Value], values: Mapping[str, Sourced], settings: tuple[Setting, ...]) -> None:
     if not typed["security"]:
         typed["security"] = "none" if typed["host"] in LOOPBACK_HOSTS else "starttls"
@@ -168,9 +193,25 @@ def _key(field: str, raw: str) -> str:
 
 
 def _url(field: str, raw: str) -> str:
-    if not _URL.match(_text(field, raw)):
-        raise InvalidSetting(field, f"base URL {raw!r} needs an http(s) scheme and a host")
+    """Plain http only to a loopback host (the local sandbox): anywhere else the key and the mail would cross
+    the network in clear."""
+    scheme, host, _ = _location(field, raw)
+    if scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise InvalidSetting(field, f"base URL {raw!r} must use https: plain http is only for a loopback host "
+                                    f"({', '.join(sorted(LOOPBACK_HOSTS))})")
     return raw
+
+
+def _location(field: str, raw: str) -> tuple[str, str, int]:
+    """A base URL's scheme, host name and port (the scheme's default when none is written)."""
+    parts = urlsplit(_text(field, raw))
+    if not _URL.match(raw) or not parts.hostname:
+        raise InvalidSetting(field, f"base URL {raw!r} needs an http(s) scheme and a host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidSetting(field, f"base URL {raw!r} has a port that is not a TCP port") from None
+    return parts.scheme, parts.hostname.rstrip("."), port or (443 if parts.scheme == "https" else 80)
 
 
 def _domain(field: str, raw: str) -> str:

@@ -42,7 +42,9 @@ def test_secrets_open_with_any_listed_key_and_not_without_one() -> None:
 
 
 def test_an_entry_starts_from_the_environment_of_its_type() -> None:
-    env = {"MAILGUN_API_KEY": "env-key", "MAILGUN_DOMAIN": "env.example.com"}
+    # The environment's key was given for the EU host: an entry naming that host may keep it.
+    env = {"MAILGUN_API_KEY": "env-key", "MAILGUN_DOMAIN": "env.example.com",
+           "MAILGUN_BASE_URL": "https://api.eu.mailgun.net/"}
     entry = ProviderEntry("mailgun-eu", "mailgun", settings={"base_url": "https://api.eu.mailgun.net"})
 
     values = effective(entry.type, env, entry.settings, {})

@@ -46,6 +46,8 @@ def test_a_provider_is_added_changed_disabled_and_removed(client: TestClient, bo
     assert created.headers["location"] == f"{PREFIX}/mailgun-eu"
     body = created.json()
     assert (body["source"], body["settings"]["read_timeout"], body["sources"]["api_key"]) == ("api", "4", "api")
+    assert client.put(f"{PREFIX}/mailgun-eu", json={"settings": {"base_url": "https://api.mailgun.net"}}).status_code \
+        == 422, "the stored key was given for the EU host"
     assert client.get(f"{PREFIX}/mailgun-eu").json() == body
 
     changed = client.put(f"{PREFIX}/mailgun-eu", json={"enabled": False, "settings": {"read_timeout": None}})
@@ -92,6 +94,11 @@ def test_removing_an_environment_provider_is_for_good(client: TestClient, bootst
     ("post", "/", [1, 2], 400, "body"),
     ("put", "/nobody", {"enabled": False}, 404, None),
     ("put", "/mailgun", {"settings": {"base_url": "mailgun"}}, 422, "settings.base_url"),
+    ("put", "/mailgun", {"settings": {"base_url": "http://api.mailgun.net"}, "secrets": {"api_key": SECRET}}, 422,
+     "settings.base_url"),
+    ("put", "/mailgun", {"settings": {"base_url": "https://api.mailgun.net"}}, 422, "settings.base_url"),
+    ("post", "/", {"id": "x", "type": "sendgrid", "settings": {"base_url": "https://api.sendgrid.com"}}, 422,
+     "settings.base_url"),
     ("put", "/mailgun", {"id": "other"}, 422, "id"),
 ])
 def test_refusals_name_the_field(client: TestClient, method: str, path: str, body: object, status: int,

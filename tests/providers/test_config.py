@@ -15,6 +15,13 @@ def test_defaults_point_at_the_local_sandbox() -> None:
     assert mailgun.timeout == sendgrid.timeout == (2.0, 10.0)
 
 
+def test_plain_http_is_for_a_loopback_host_only() -> None:
+    [local] = load_providers({"MERCURY_PROVIDERS": "sendgrid", "SENDGRID_BASE_URL": "http://localhost:8026"})
+    [remote] = load_providers({"MERCURY_PROVIDERS": "sendgrid", "SENDGRID_BASE_URL": "https://api.sendgrid.com"})
+
+    assert (local.url, remote.url) == ("http://localhost:8026/v3/mail/send", "https://api.sendgrid.com/v3/mail/send")
+
+
 def test_order_names_and_timeouts_come_from_the_environment() -> None:
     env = {
         "MERCURY_PROVIDERS": " SendGrid , mailgun,",
@@ -44,6 +51,8 @@ def test_order_names_and_timeouts_come_from_the_environment() -> None:
         ({"MERCURY_PROVIDER_READ_TIMEOUT": "0"}, "MERCURY_PROVIDER_READ_TIMEOUT"),
         ({"MERCURY_PROVIDER_READ_TIMEOUT": "nan"}, "MERCURY_PROVIDER_READ_TIMEOUT"),
         ({"MAILGUN_BASE_URL": "127.0.0.1:8025"}, "base URL"),
+        ({"MAILGUN_BASE_URL": "http://api.mailgun.net"}, "MAILGUN_BASE_URL: .* must use https"),
+        ({"SENDGRID_BASE_URL": "https://api.sendgrid.com:99999"}, "SENDGRID_BASE_URL: .* not a TCP port"),
         ({"SENDGRID_API_KEY": ""}, "API key"),
         ({"MAILGUN_DOMAIN": ""}, "domain"),
     ],

@@ -13,6 +13,7 @@ from providers import (
     ThrottledError,
     TransientError,
 )
+from providers.errors import DETAIL_LIMIT
 from providers.mailgun import Mailgun
 from schemas.vocabulary import FailureCause, Outcome
 
@@ -32,6 +33,24 @@ def test_error_keeps_a_bounded_copy_of_the_provider_answer() -> None:
     assert len(error.body) == 2048
     assert str(error) == "mailgun: bad address (HTTP 400)"
     assert ThrottledError("sendgrid", "slow down", retry_after=None).cause is FailureCause.RATE_LIMIT
+
+
+def test_the_detail_a_tenant_sees_is_one_bounded_line() -> None:
+    error = ProviderFailure("smtp", "550 refused\r\n\x1b[31mforged: line\u202e" + "z" * 1000, status=550)
+
+    assert error.detail.startswith("550 refused [31mforged: line z") and len(error.detail) == DETAIL_LIMIT
+    assert error.detail.endswith("…") and error.args[1] == error.detail
+    assert not any(ord(c) < 32 or c == "\u202e" for c in str(error))
+
+
+def test_an_answer_in_no_known_shape_is_told_by_its_status(mailgun: Mailgun) -> None:
+    response = requests.Response()
+    response.status_code, response._content = 503, b"<html>Varnish cache server: backend 10.0.0.7 down</html>"
+
+    error = mailgun.error_for(response)
+
+    assert isinstance(error, TransientError) and error.status == 503 and "Varnish" in error.body
+    assert error.detail == "Service Unavailable, without a Mailgun error message"
 
 
 def response_with(headers: dict[str, str]) -> requests.Response:
