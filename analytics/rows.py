@@ -12,6 +12,7 @@ import orjson
 
 from schemas import codec, topics
 from schemas.model import DEFAULT_TENANT
+from schemas.validation import InvalidMail, check_mail_id
 from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.analytics.rows")
@@ -56,10 +57,15 @@ class Route:
 
 
 def mail_row(record: dict, partition: int, offset: int) -> Row:
+    tenant = record.get("tenant", DEFAULT_TENANT)
+    try:
+        check_mail_id(record["id"], tenant, record["origin"])
+    except InvalidMail as err:
+        # Dead-lettered by the dispatcher: stored, it would give this tenant the events of the id's owner.
+        raise UnusableRecord(str(err)) from err
     return (
         record["id"], record["sender"], list(record["recipients"]), record["subject"],
-        record["content"], record["origin"], _timestamp(record), partition, offset,
-        record.get("tenant", DEFAULT_TENANT),
+        record["content"], record["origin"], _timestamp(record), partition, offset, tenant,
     )
 
 

@@ -35,6 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from schemas import codec, topics
 from schemas.events import encode_event, make_event, now_ms
 from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.validation import InvalidMail, check_mail_id
 from schemas.vocabulary import DeadReason, EventType
 
 log = logging.getLogger("mercury.dead_letters")
@@ -58,7 +59,8 @@ class ReadError(RuntimeError):
 
 
 class NotReplayable(ValueError):
-    """The letter's payload is not a whole mail (malformed input, or cut to fit the topic)."""
+    """The letter's payload is not a whole mail (malformed input, or cut to fit the topic), or its id is not its
+    tenant's to use."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,11 @@ class Letter:
             raise NotReplayable(str(err)) from err
         if name != REQUEST_SCHEMA:
             raise NotReplayable(f"payload is a {name}, not a {REQUEST_SCHEMA}")
+        try:
+            check_mail_id(record["id"], record["tenant"], record["origin"])
+        except InvalidMail as err:
+            # Refused again as it is, and its `replayed` event would land on the mail that id names.
+            raise NotReplayable(f"{err}; the producer must publish it again under its tenant's prefix") from err
         return record
 
     def replayable(self) -> bool:

@@ -26,7 +26,7 @@ from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
 from schemas.publishing import Output
-from schemas.validation import InvalidMail, check_mail
+from schemas.validation import ForeignMailId, InvalidMail, check_mail
 from schemas.vocabulary import IDEMPOTENCY_HEADER, DeadReason, EventType, FailureCause, Outcome
 
 log = logging.getLogger("mercury.dispatcher")
@@ -107,12 +107,18 @@ class Dispatcher:
             name, record = codec.decode(payload)
             job = job_from_record(name, record, source)
         except codec.DecodeError as err:
-            mail_id = key.decode(errors="replace") if key else f"{source.topic}:{source.partition}:{source.offset}"
+            mail_id = key.decode(errors="replace") if key else _position(source)
             log.warning("event=malformed_record topic=%s partition=%d offset=%d reason=%s",
                         source.topic, source.partition, source.offset, err)
             return self._dead(mail_id, DeadReason.MALFORMED, str(err), source, payload or b"", rejected=True)
         try:
             job.mail = check_mail(job.mail)
+        except ForeignMailId as err:
+            # The id may name another tenant's mail: the letter and events are filed under the record's position
+            # instead, so they join no other mail's history, status or letters; the rejection names the sending
+            # tenant, which alone reads it.
+            return self._dead(_position(source), DeadReason.MALFORMED, str(err), source, payload, rejected=True,
+                              tenant=job.mail.tenant)
         except InvalidMail as err:
             return self._dead(job.mail.id, DeadReason.MALFORMED, str(err), source, payload, rejected=True)
         attempts: list[Output] = []
@@ -272,7 +278,7 @@ class Dispatcher:
             log.exception("event=adapter_error provider=%s mail=%s", provider, job.mail.id)
             metrics.SENDS.labels(provider, str(Outcome.TRANSIENT)).inc()
             await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)
-            return None, TransientError(provider, f"adapter error: {bug!r}", cause=FailureCause.PROVIDER)
+            return None, TransientError(provider, f"adapter error: {type(bug).__name__}", cause=FailureCause.PROVIDER)
         metrics.SENDS.labels(provider, str(Outcome.ACCEPTED)).inc()
         await self._ledger.record(job.mail.id, SENT, provider, result.message_id, digest=job.digest)
         return result, None
@@ -330,12 +336,13 @@ class Dispatcher:
         return [*letter, self._ledger.output(job.mail.id, DEAD, at=dead_at, digest=job.digest)]
 
     def _dead(self, mail_id: str, reason: DeadReason, detail: str, source: Source, payload: bytes,
-              rejected: bool = False, dead_at: int | None = None) -> list[Output]:
+              rejected: bool = False, dead_at: int | None = None, tenant: str | None = None) -> list[Output]:
         outputs = [self._letter(mail_id, reason, detail, source, payload, dead_at or now_ms())]
         metrics.DEAD_LETTERS.labels(str(reason)).inc()
         if rejected:
+            named = {} if tenant is None else {"tenant": tenant}
             outputs.append(self._event(mail_id, EventType.REJECTED, reason=detail, topic=source.topic,
-                                       partition=source.partition, offset=source.offset))
+                                       partition=source.partition, offset=source.offset, **named))
         outputs.append(self._event(mail_id, EventType.DEAD_LETTERED, outcome=str(reason), reason=detail))
         return outputs
 
@@ -405,3 +412,8 @@ class Dispatcher:
                **detail: object) -> Output:
         record = make_event(mail_id, event, self._worker, provider=provider, outcome=outcome, **detail)
         return Output(topics.EVENTS, mail_id, encode_event(record))
+
+
+def _position(source: Source) -> str:
+    """What a record with no id of its own (or none it may use) is filed under: where it was read."""
+    return f"{source.topic}:{source.partition}:{source.offset}"

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 # A mail without a tenant (an older record, an outside producer that names none) belongs to this one.
 DEFAULT_TENANT = "default"
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# The origin of a mail the HTTP gateway made (its id too); any other origin is an outside producer's.
+HTTP_ORIGIN = "http"
 
 
 @dataclass(frozen=True, slots=True)

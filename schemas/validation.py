@@ -3,6 +3,12 @@
 
 Every text that ends up in a header line (subject, addresses, custom headers, tags, metadata, attachment
 names) is refused when it holds a line break: a CR or LF there would let the sender add headers of its own.
+
+Mail ids are unique per tenant by construction, without a lookup or any state: an id `<t>:<rest>` whose `<t>` is
+shaped like a tenant is tenant t's alone, and an outside producer's mail of a tenant other than the default one
+carries its tenant's prefix. The gateway's ids (32 hex characters) and the default tenant's carry no prefix, so
+two tenants never name a mail alike: one would be dropped as the other's duplicate, and each would read the
+other's events (events name only their mail).
 """
 import dataclasses
 import os
@@ -13,7 +19,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from schemas.events import now_ms
-from schemas.model import TENANT_PATTERN, Attachment, Mail
+from schemas.model import DEFAULT_TENANT, HTTP_ORIGIN, TENANT_PATTERN, Attachment, Mail
 
 
 def _limit(name: str, default: int) -> int:
@@ -69,6 +75,8 @@ _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE = re.compile(f"{_TOKEN}/{_TOKEN}")
 # A tenant names a key's owner in reads and in ClickHouse filters: a short lowercase slug.
 _TENANT = re.compile(TENANT_PATTERN)
+_ID_RULE = (f"mail ids are unique per tenant: an id '<tenant>:...' is that tenant's, and a Kafka producer's mail"
+            f" of a tenant other than {DEFAULT_TENANT!r} has an id beginning with its tenant and ':'")
 
 
 class InvalidMail(ValueError):
@@ -78,6 +86,11 @@ class InvalidMail(ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class ForeignMailId(InvalidMail):
+    """The id lies outside its tenant's own ids: it may name another tenant's mail, so nothing recorded about this
+    one may be filed under it."""
 
 
 @lru_cache(maxsize=65536)
@@ -114,6 +127,7 @@ def check_mail(mail: Mail, now: int | None = None) -> Mail:
     if not _TENANT.fullmatch(mail.tenant):
         raise InvalidMail("tenant", "must be 1 to 64 lowercase letters, digits, '_' or '-', starting with a letter"
                                     " or digit")
+    check_mail_id(mail.id, mail.tenant, mail.origin)
     sender = check_address("sender", mail.sender)
     if not mail.recipients:
         raise InvalidMail("recipients", "at least one recipient is required")
@@ -130,6 +144,18 @@ def check_mail(mail: Mail, now: int | None = None) -> Mail:
     _check_size(mail)
     _check_send_at(mail.send_at, now_ms() if now is None else now)
     return dataclasses.replace(mail, sender=sender, recipients=to, cc=cc, bcc=bcc, reply_to=reply_to)
+
+
+def check_mail_id(mail_id: str, tenant: str, origin: str) -> None:
+    """Raise ForeignMailId unless `mail_id` is among `tenant`'s own ids (the module docstring says which); never
+    blocks. The sink runs it too, so a refused record never becomes a stored mail of its tenant."""
+    own = f"{tenant}:"
+    owner, colon, _ = mail_id.partition(":")
+    if colon and owner != tenant and _TENANT.fullmatch(owner):
+        fix = f"; use {own!r}" if tenant != DEFAULT_TENANT else f", which no {DEFAULT_TENANT!r} tenant's mail takes"
+        raise ForeignMailId("id", f"{mail_id!r} begins with the prefix of tenant {owner!r}{fix} ({_ID_RULE})")
+    if origin != HTTP_ORIGIN and tenant != DEFAULT_TENANT and not mail_id.startswith(own):
+        raise ForeignMailId("id", f"{mail_id!r} must begin with {own!r} ({_ID_RULE})")
 
 
 def _check_recipients(lists: dict[str, tuple[str, ...]]) -> list[tuple[str, ...]]:
