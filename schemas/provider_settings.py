@@ -9,14 +9,18 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 ENVIRONMENT, DEFAULT, API = "environment", "default", "api"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 SECURITY_MODES = ("starttls", "tls", "none")
 MAX_TIMEOUT_S = 600.0
 MAX_VALUE_CHARS = 4096
-_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s]*)?$")
+# A base URL in the one plain form every URL parser reads alike: a host name (ASCII; IDNs in punycode) or a
+# bracketed IPv6 literal, an optional port, a path. No user info, backslash, query or fragment: those are where
+# parsers disagree (`https://evil\\@api.mailgun.net` is api.mailgun.net to one and evil to another), and the
+# secret is bound to the host this check reads.
+_URL = re.compile(r"(?P<scheme>https?)://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.?|\[[0-9A-Fa-f:.]+\])"
+                  r"(?::(?P<port>[0-9]{1,5}))?(?P<path>/[^\s\\?#%]*)?")
 # The kinds of setting that say where a provider is reached, and so where its secrets are sent.
 LOCATION_KINDS = ("url", "host", "port")
 
@@ -204,14 +208,14 @@ def _url(field: str, raw: str) -> str:
 
 def _location(field: str, raw: str) -> tuple[str, str, int]:
     """A base URL's scheme, host name and port (the scheme's default when none is written)."""
-    parts = urlsplit(_text(field, raw))
-    if not _URL.match(raw) or not parts.hostname:
-        raise InvalidSetting(field, f"base URL {raw!r} needs an http(s) scheme and a host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidSetting(field, f"base URL {raw!r} has a port that is not a TCP port") from None
-    return parts.scheme, parts.hostname.rstrip("."), port or (443 if parts.scheme == "https" else 80)
+    parts = _URL.fullmatch(_text(field, raw))
+    if parts is None:
+        raise InvalidSetting(field, f"base URL {raw!r} must read scheme://host[:port][/path]: http(s), a host name "
+                                    "or [IPv6] literal, no user info, backslash, query, fragment or escapes")
+    port = int(parts["port"] or (443 if parts["scheme"] == "https" else 80))
+    if not 0 < port < 65536:
+        raise InvalidSetting(field, f"base URL {raw!r} has a port that is not a TCP port")
+    return parts["scheme"], parts["host"].strip("[]").rstrip(".").lower(), port
 
 
 def _domain(field: str, raw: str) -> str:

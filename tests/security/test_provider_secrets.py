@@ -117,8 +117,7 @@ def test_a_dispatcher_refuses_a_record_that_sends_the_environment_secret_elsewhe
     assert check_entry(entry, {**ENV, "MAILGUN_BASE_URL": f"{ELSEWHERE}:443/"}, {})["api_key"] == "env-secret-key"
 
 
-@pytest.mark.parametrize("url", ["http://mail.example.com", "http://127.0.0.1@mail.example.com",
-                                 "http://10.0.0.7:8025"])
+@pytest.mark.parametrize("url", ["http://mail.example.com", "http://10.0.0.7:8025"])
 def test_plain_http_to_a_remote_host_is_refused(client: TestClient, url: str) -> None:
     answer = client.post(f"{PREFIX}/", json={"id": "mailgun-2", "type": "mailgun", "settings": {"base_url": url},
                                              "secrets": {"api_key": "k"}})
@@ -127,6 +126,19 @@ def test_plain_http_to_a_remote_host_is_refused(client: TestClient, url: str) ->
     assert "https" in answer.json()["error"]
     with pytest.raises(ProviderConfigError, match="MAILGUN_BASE_URL"):
         load_providers({"MERCURY_PROVIDERS": "mailgun", "MAILGUN_BASE_URL": url})
+
+
+# Each reads as api.mailgun.net (or loopback) to one URL parser and as another host to the HTTP client.
+@pytest.mark.parametrize("url", ["https://attacker.example\\@api.mailgun.net", "https://attacker.example@api.mailgun.net",
+                                 "http://127.0.0.1@mail.example.com", "https://api.mailgun.net%2f@attacker.example",
+                                 "https://attacker.example?@api.mailgun.net", "https://attacker.example#@api.mailgun.net"])
+def test_a_base_url_that_parsers_read_differently_is_refused(client: TestClient, url: str) -> None:
+    answer = client.put(f"{PREFIX}/mailgun", json={"settings": {"base_url": url}})
+
+    assert (answer.status_code, answer.json()["field"]) == (422, "settings.base_url"), answer.text
+    assert "no user info, backslash" in answer.json()["error"] and "env-secret-key" not in answer.text
+    with pytest.raises(InvalidSetting):
+        check_entry(ProviderEntry("mailgun", "mailgun", settings={"base_url": url}, updated_at=1), ENV, {})
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8025", "http://localhost:8025", "http://[::1]:8025"])
