@@ -23,7 +23,7 @@ from ingest.auth import OPERATOR, READ, SEND, RateLimited
 from ingest.config import IngestConfig
 from ingest.configurations_api import ConfigurationsApi
 from ingest.idempotency import (HEADER, KEY_CHECK_RETRY_S, BadKey, KeyReused, KeyUnchecked, RecentKeys, body_digest,
-                                idempotency_key, mail_id_for)
+                                idempotency_key, legacy_mail_id_for, mail_id_for)
 from ingest.key_limits import KeyLimits
 from ingest.key_ring import KeyRing
 from ingest.over_rate import OverRateTally
@@ -201,11 +201,20 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
         recent.put(mail_id, mail_id, digest)
         return digest
 
+    async def recorded_under(key: str, mail: Mail) -> tuple[Mail, str | None]:
+        """The key's mail as it was accepted and its body digest (None for a new key); raises KeyUnchecked. A key
+        first used before ids carried their tenant stands for its earlier id."""
+        recorded = await recorded_digest(mail)
+        earlier = replace(mail, id=legacy_mail_id_for(key, mail.tenant))
+        if recorded is None and earlier.id != mail.id and (before := await recorded_digest(earlier)) is not None:
+            return earlier, before
+        return mail, recorded
+
     async def accept_once(producer: AsyncProducer, key: str, mail: Mail, body: bytes, rejection_id: str) -> Response:
         """A retry gets the first answer again and publishes nothing; another body under the same key is refused."""
         digest = body_digest(body)
         try:
-            recorded = await recorded_digest(mail)
+            mail, recorded = await recorded_under(key, mail)
         except KeyUnchecked:
             return error(503, "the Idempotency-Key cannot be checked now (the mail history is unavailable); "
                               "nothing was accepted, retry later", {"Retry-After": KEY_CHECK_RETRY_S})
@@ -224,13 +233,13 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     async def create_mail(request: Request, api_key: ApiKey = SEND) -> Response:
         producer: AsyncProducer = request.app.state.producer
         # A rejection never lands on a key's mail: its history would end in `rejected` though it was sent.
-        rejection_id = new_id()
+        rejection_id = new_id(api_key.tenant)
         body = b""
         try:
             body = await read_body(request)
             key = idempotency_key(request.headers)
             mail_id = rejection_id if key is None else mail_id_for(key, api_key.tenant)
-            mail = replace(mail_from_body(body, mail_id), tenant=api_key.tenant)
+            mail = mail_from_body(body, mail_id, api_key.tenant)
         except InvalidMail as err:
             return await reject(producer, rejection_id, err, body, api_key.tenant)
         if key is None:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from starlette.datastructures import Headers
 
 from schemas.model import DEFAULT_TENANT
-from schemas.validation import InvalidMail
+from schemas.validation import InvalidMail, own_mail_id
 from schemas.vocabulary import IDEMPOTENCY_HEADER
 
 HEADER = IDEMPOTENCY_HEADER
@@ -51,8 +51,14 @@ def idempotency_key(headers: Headers) -> str | None:
 
 
 def mail_id_for(key: str, tenant: str = DEFAULT_TENANT) -> str:
-    """The mail id a tenant's key stands for: 32 hex characters, like a random id. Tenants' keys never meet
-    (a key holds no newline); the default tenant's ids are those keys had before there were tenants."""
+    """The mail id a tenant's key stands for: 32 hex characters, like a random id, among the tenant's own ids.
+    Tenants' keys never meet (a key holds no newline); the default tenant's ids are those keys had before there
+    were tenants."""
+    return own_mail_id(tenant, legacy_mail_id_for(key, tenant))
+
+
+def legacy_mail_id_for(key: str, tenant: str) -> str:
+    """The id the key stood for before ids carried their tenant: a retry of a request made then must find it."""
     return uuid.uuid5(_NAMESPACE, key if tenant == DEFAULT_TENANT else f"{tenant}\n{key}").hex
 
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from schemas.events import now_ms
-from schemas.model import Attachment, Mail
-from schemas.validation import InvalidMail, check_mail
+from schemas.model import DEFAULT_TENANT, Attachment, Mail
+from schemas.validation import InvalidMail, check_mail, own_mail_id
 
 _SPLIT = re.compile(r"[,;\s]+")
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -23,8 +23,9 @@ _MS = timedelta(milliseconds=1)
 _SEND_AT_FORMS = "an RFC 3339 timestamp with a timezone or integer milliseconds since the Unix epoch"
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+def new_id(tenant: str) -> str:
+    """A fresh id among the tenant's own (schemas.validation.own_mail_id)."""
+    return own_mail_id(tenant, uuid.uuid4().hex)
 
 
 def parse_json(body: bytes) -> dict:
@@ -129,8 +130,8 @@ def timestamp_ms(field: str, value: str) -> int:
     return (moment - _EPOCH) // _MS
 
 
-def mail_from_body(body: bytes, mail_id: str) -> Mail:
-    """Parse and validate; the mail is stamped as accepted now, over HTTP."""
+def mail_from_body(body: bytes, mail_id: str, tenant: str = DEFAULT_TENANT) -> Mail:
+    """Parse and validate; the mail is the tenant's, stamped as accepted now, over HTTP."""
     data = parse_json(body)
     unknown = set(data) - _FIELDS
     if unknown:
@@ -152,5 +153,6 @@ def mail_from_body(body: bytes, mail_id: str) -> Mail:
         attachments=_attachments(data),
         tags=_strings(data, "tags"),
         metadata=_string_map(data, "metadata"),
+        tenant=tenant,
     )
     return check_mail(mail)

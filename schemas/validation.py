@@ -75,6 +75,9 @@ _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _MEDIA_TYPE = re.compile(f"{_TOKEN}/{_TOKEN}")
 # A tenant names a key's owner in reads and in ClickHouse filters: a short lowercase slug.
 _TENANT = re.compile(TENANT_PATTERN)
+# The gateway gave every tenant's mails ids of this shape before ids carried their tenant; mails of that time may
+# still be on the retry ladder or waiting for their send_at.
+_GATEWAY_ID = re.compile(r"[0-9a-f]{32}")
 _ID_RULE = (f"mail ids are unique per tenant: an id '<tenant>:...' is that tenant's, and a Kafka producer's mail"
             f" of a tenant other than {DEFAULT_TENANT!r} has an id beginning with its tenant and ':'")
 
@@ -146,6 +149,11 @@ def check_mail(mail: Mail, now: int | None = None) -> Mail:
     return dataclasses.replace(mail, sender=sender, recipients=to, cc=cc, bcc=bcc, reply_to=reply_to)
 
 
+def own_mail_id(tenant: str, local: str) -> str:
+    """`local` made one of `tenant`'s own ids: the default tenant's carry no prefix, any other's its own."""
+    return local if tenant == DEFAULT_TENANT else f"{tenant}:{local}"
+
+
 def check_mail_id(mail_id: str, tenant: str, origin: str) -> None:
     """Raise ForeignMailId unless `mail_id` is among `tenant`'s own ids (the module docstring says which); never
     blocks. The sink runs it too, so a refused record never becomes a stored mail of its tenant."""
@@ -154,7 +162,8 @@ def check_mail_id(mail_id: str, tenant: str, origin: str) -> None:
     if colon and owner != tenant and _TENANT.fullmatch(owner):
         fix = f"; use {own!r}" if tenant != DEFAULT_TENANT else f", which no {DEFAULT_TENANT!r} tenant's mail takes"
         raise ForeignMailId("id", f"{mail_id!r} begins with the prefix of tenant {owner!r}{fix} ({_ID_RULE})")
-    if origin != HTTP_ORIGIN and tenant != DEFAULT_TENANT and not mail_id.startswith(own):
+    legacy = origin == HTTP_ORIGIN and _GATEWAY_ID.fullmatch(mail_id)
+    if tenant != DEFAULT_TENANT and not mail_id.startswith(own) and not legacy:
         raise ForeignMailId("id", f"{mail_id!r} must begin with {own!r} ({_ID_RULE})")
 
 

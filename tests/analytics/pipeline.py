@@ -15,6 +15,7 @@ from analytics.rows import event_row, mail_row
 from analytics.writer import Writer
 from deploy.processes import ManagedProcess
 from schemas import codec, topics
+from schemas.validation import own_mail_id
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -59,7 +60,7 @@ class Records:
 
     def mail(self, created_at: int, mail_id: str | None = None, origin: str = "http", tenant: str = "default") -> dict:
         return {
-            "id": mail_id or self.new_id("mail"), "sender": "alice@example.com",
+            "id": mail_id or own_mail_id(tenant, self.new_id("mail")), "sender": "alice@example.com",
             "recipients": ["bob@example.com", "carol@example.com"], "subject": f"subject {self.tag}",
             "content": "hello", "created_at": created_at, "origin": origin, "tenant": tenant,
         }

@@ -20,7 +20,7 @@ NEW_DEFAULTS = {**V3_DEFAULTS, "tenant": "default"}
 V3_FIELDS = {**SEED, "send_at": 5, "replayed_at": 6, "html": "<p>h</p>", "cc": ["c@example.com"], "bcc": [],
              "reply_to": "", "headers": {"X-A": "b"}, "attachments": [], "tags": ["t"], "metadata": {"k": "v"}}
 FULL = Mail(
-    id="m-full", sender="a@example.com", recipients=("b@example.com",), subject="Spring", content="text",
+    id="acme:m-full", sender="a@example.com", recipients=("b@example.com",), subject="Spring", content="text",
     created_at=1_700_000_000_000, origin="http", html="<p>html</p>", cc=("c@example.com",),
     bcc=("d@example.com",), reply_to="r@example.com", headers={"X-Campaign": "spring"},
     attachments=(Attachment("a.pdf", "application/pdf", b"%PDF\x00\xff"),), tags=("t1", "t2"),
@@ -104,7 +104,7 @@ def test_a_full_mail_survives_its_dead_letter_and_replay():
 
 def test_the_analytics_sink_still_makes_a_row_of_the_newest_version():
     _, record = codec.decode(codec.encode("mercury.MailRequest", FULL.to_record()))
-    assert mail_row(record, 3, 7) == ("m-full", "a@example.com", ["b@example.com"], "Spring", "text", "http",
+    assert mail_row(record, 3, 7) == ("acme:m-full", "a@example.com", ["b@example.com"], "Spring", "text", "http",
                                       1_700_000_000_000, 3, 7, "acme")
 
 

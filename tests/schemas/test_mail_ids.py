@@ -3,7 +3,6 @@ dispatcher), the ids the gateway makes (which keep passing it for every tenant),
 ends: a dead letter filed under its place on the topic, never a stored mail, never a replay."""
 import asyncio
 import uuid
-from dataclasses import replace
 
 import orjson
 import pytest
@@ -12,7 +11,7 @@ from analytics.rows import UnusableRecord, to_row
 from dispatcher.dead_letters import Letter, NotReplayable
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import RETRY_SCHEMA, Source
-from ingest.idempotency import mail_id_for
+from ingest.idempotency import legacy_mail_id_for, mail_id_for
 from ingest.requests_body import mail_from_body, new_id
 from schemas import codec, topics
 from schemas.model import DEFAULT_TENANT, Mail
@@ -37,7 +36,8 @@ def outside(mail_id: str, tenant: str = "acme", origin: str = "kafka") -> dict:
     ("Order:4711", DEFAULT_TENANT, "kafka"),  # 'Order' cannot be a tenant, so it is nobody's prefix
     ("shop.example:4711", DEFAULT_TENANT, "kafka"),
     (":4711", DEFAULT_TENANT, "kafka"),
-    ("0123456789abcdef0123456789abcdef", "acme", "http"),  # the gateway's ids, of any tenant
+    # The gateway's ids from before they carried their tenant: still on the retry ladder or waiting to be sent.
+    ("0123456789abcdef0123456789abcdef", "acme", "http"),
 ])
 def test_an_id_of_its_own_tenant_passes(mail_id, tenant, origin):
     check_mail_id(mail_id, tenant, origin)
@@ -52,6 +52,9 @@ def test_an_id_of_its_own_tenant_passes(mail_id, tenant, origin):
     ("globex:order-4711", "acme", "kafka", "prefix of tenant 'globex'; use 'acme:'"),
     ("acme:order-4711", DEFAULT_TENANT, "kafka", "prefix of tenant 'acme', which no 'default' tenant's mail takes"),
     ("acme:order-4711", "globex", "http", "prefix of tenant 'acme'; use 'globex:'"),  # whatever the origin
+    # A producer writing origin "http" gets no exemption beyond the old gateway ids' shape.
+    ("order-4711", "acme", "http", "must begin with 'acme:'"),
+    ("0123456789ABCDEF0123456789ABCDEF", "acme", "http", "must begin with 'acme:'"),
 ])
 def test_an_id_outside_its_tenants_own_is_refused_naming_the_rule_and_the_prefix(mail_id, tenant, origin, expected):
     with pytest.raises(ForeignMailId) as caught:
@@ -62,15 +65,25 @@ def test_an_id_outside_its_tenants_own_is_refused_naming_the_rule_and_the_prefix
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
-def test_the_ids_the_gateway_makes_pass_for_every_tenant(tenant):
-    """Random ids and Idempotency-Key ids are 32 hex characters, so they never carry a tenant's prefix; the
-    gateway checks the mail before it names the tenant, the dispatcher checks it again with it."""
+def test_the_ids_the_gateway_makes_are_among_their_tenants_own(tenant):
+    """Random ids and Idempotency-Key ids are 32 hex characters, behind the tenant's prefix for any tenant but the
+    default one: no other tenant's mail, from the gateway or a producer, can take them."""
     body = orjson.dumps({"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "s",
                          "content": "c"})
-    for mail_id in (new_id(), mail_id_for("order-4711", tenant), mail_id_for("acme:order-4711", tenant)):
-        assert len(mail_id) == 32 and ":" not in mail_id
-        mail = replace(mail_from_body(body, mail_id), tenant=tenant)
+    prefix = "" if tenant == DEFAULT_TENANT else f"{tenant}:"
+    for mail_id in (new_id(tenant), mail_id_for("order-4711", tenant), mail_id_for("acme:order-4711", tenant)):
+        assert mail_id.startswith(prefix) and len(mail_id) == len(prefix) + 32
+        mail = mail_from_body(body, mail_id, tenant)
         assert mail.origin == "http" and check_mail(mail).id == mail_id
+        for other in TENANTS:
+            if other != tenant:
+                with pytest.raises(ForeignMailId):
+                    check_mail_id(mail_id, other, "kafka")
+
+
+def test_a_key_keeps_the_id_it_stood_for_before_ids_carried_their_tenant():
+    assert mail_id_for("order-4711", "acme") == f"acme:{legacy_mail_id_for('order-4711', 'acme')}"
+    assert mail_id_for("order-4711") == legacy_mail_id_for("order-4711", DEFAULT_TENANT)
 
 
 def letters_and_events(outputs) -> tuple[list[dict], list[dict]]:

@@ -5,11 +5,15 @@ used, which may be another tenant's mail), and neither tenant's reads show anyth
 import time
 import uuid
 
+import orjson
 import requests
 from confluent_kafka import Producer
 
 from deploy.stack import LocalStack
+from ingest.idempotency import body_digest, legacy_mail_id_for, mail_id_for
+from ingest.requests_body import mail_from_body
 from schemas import codec
+from schemas.events import accepted_event, encode_event
 from schemas.model import DEFAULT_TENANT
 from tests.e2e.conftest import dead_letters, unique_subject, wait_for, wait_for_event
 from tests.e2e.sessions import gateway, key_session
@@ -85,3 +89,30 @@ def test_two_tenants_publishing_one_id_each_read_only_their_own_mail(api: str, s
     assert sum(sandbox.received(subjects["default"]).values()) == 1
     assert sum(sandbox.received(subjects["prefixed"]).values()) == 1
     assert sum(sandbox.received(subjects["unprefixed"]).values()) == 0
+
+
+def test_a_key_used_before_ids_carried_their_tenant_still_stands_for_its_first_mail(api: str, stack: LocalStack):
+    """A tenant's Idempotency-Key accepted under the old, unprefixed id (as the gateway wrote it then: the mail,
+    and its `accepted` event with the body's digest) is answered with that mail when the client retries now:
+    the retry must not become a second mail under the new id."""
+    tenant = f"legacy-{uuid.uuid4().hex[:8]}"
+    session = tenant_session(api, tenant)
+    key = f"order-{uuid.uuid4().hex}"
+    body = orjson.dumps({"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "before",
+                         "content": "hello"})
+    earlier = mail_from_body(body, legacy_mail_id_for(key, tenant), tenant)
+    producer = Producer({"bootstrap.servers": stack.config.bootstrap})
+    producer.produce("mail.requests", codec.encode("mercury.MailRequest", earlier.to_record()), earlier.id)
+    producer.produce("mail.events", encode_event(accepted_event(earlier, "ingest", idempotency_key=key,
+                                                                body_sha256=body_digest(body))), earlier.id)
+    assert producer.flush(15) == 0
+    read_mail(api, session, earlier.id)
+
+    retried = session.post(f"{api}/mails/", data=body, headers={"Idempotency-Key": key,
+                                                                "Content-Type": "application/json"}, timeout=10)
+    assert retried.status_code == 202 and retried.headers["Idempotent-Replayed"] == "true", retried.text
+    assert retried.json()["id"] == earlier.id != mail_id_for(key, tenant)
+    other = session.post(f"{api}/mails/", json={"sender": "alice@example.com", "recipients": "bob@example.com",
+                                                "subject": "changed", "content": "hello"},
+                         headers={"Idempotency-Key": key}, timeout=10)
+    assert other.status_code == 422 and "different request" in other.json()["error"]
