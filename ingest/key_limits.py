@@ -21,6 +21,17 @@ class KeyLimits:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def within_default(self, key: ApiKey) -> str | None:
+        """Why the key's own rate or burst is above the gateway's default, None when it is not: the most a
+        tenant's administrator may give its keys (only an operator lifts a key above it)."""
+        if self._default_rate == UNLIMITED or key.rate_per_s == DEFAULT_RATE and not key.burst:
+            return None
+        if key.rate_per_s != DEFAULT_RATE and not 0 < key.rate_per_s <= self._default_rate:
+            return f"rate_per_s: at most the gateway's {self._default_rate:g} requests per second"
+        if key.burst > self._default_burst:
+            return f"burst: at most the gateway's {self._default_burst}"
+        return None
+
     def try_take(self, key: ApiKey) -> float:
         """Take one request; 0 when taken, else the seconds until one is free."""
         rate = self._default_rate if key.rate_per_s == DEFAULT_RATE else key.rate_per_s

@@ -13,7 +13,8 @@ from ingest.admin_bodies import MAX_BODY_BYTES
 from ingest.api_keys import DEFAULT_RATE, ApiKey, InvalidKeyRequest, Scope, mint
 from ingest.auth import KEY_ADMIN
 from ingest.bodies import BodyTooLarge, read_limited
-from ingest.control_topic import ControlUnavailable
+from ingest.control_topic import ControlUnavailable, not_stored
+from ingest.key_limits import KeyLimits
 from ingest.key_ring import KeyRing
 from ingest.requests_body import parse_json
 from ingest.responses import error, json_response
@@ -22,6 +23,7 @@ from schemas.validation import InvalidMail
 
 PREFIX = "/api/v1.0/keys"
 FIELDS = frozenset({"tenant", "scopes", "name", "rate_per_s", "burst"})
+MAX_KEYS_PER_TENANT = 100
 
 
 class _Forbidden(Exception):
@@ -33,19 +35,27 @@ def _operator(caller: ApiKey) -> bool:
 
 
 def _visible(caller: ApiKey, key: ApiKey | None) -> ApiKey | None:
-    """The key if the caller may see it; another tenant's key is no key at all to a tenant administrator."""
-    if key is None or _operator(caller) or key.tenant == caller.tenant:
+    """The key if the caller may see it. To a tenant administrator another tenant's key, or an operator's key
+    (an operator may belong to any tenant), is no key at all."""
+    if key is None or _operator(caller):
         return key
-    return None
+    return key if key.tenant == caller.tenant and Scope.OPERATOR not in key.scopes else None
 
 
-def _check_mintable(caller: ApiKey, key: ApiKey) -> None:
+def _check_mintable(caller: ApiKey, key: ApiKey, ring: KeyRing, limits: KeyLimits) -> None:
+    """A tenant administrator mints within its tenant, below the gateway's default rate, up to
+    MAX_KEYS_PER_TENANT active keys: the limits meant for a tenant are not the tenant's to lift."""
     if _operator(caller):
         return
     if key.tenant != caller.tenant:
         raise _Forbidden(f"tenant: a tenant administrator mints keys of its own tenant ({caller.tenant}) only")
     if Scope.OPERATOR in key.scopes:
         raise _Forbidden("scopes: only an operator mints an operator key")
+    if (over := limits.within_default(key)) is not None:
+        raise _Forbidden(f"{over} for a key a tenant administrator mints; an operator may give more")
+    if sum(k.active and k.tenant == key.tenant for k in ring.all()) >= MAX_KEYS_PER_TENANT:
+        raise _Forbidden(f"the tenant has {MAX_KEYS_PER_TENANT} active keys, the most a tenant administrator may "
+                         "mint; revoke one first")
 
 
 def router() -> APIRouter:
@@ -62,7 +72,7 @@ def router() -> APIRouter:
                 raise InvalidKeyRequest(unknown[0], "unknown field")
             key, token = mint(data.get("tenant", caller.tenant), data.get("scopes", [Scope.SEND, Scope.READ]),
                               data.get("name", ""), data.get("rate_per_s", DEFAULT_RATE), data.get("burst", 0))
-            _check_mintable(caller, key)
+            _check_mintable(caller, key, ring(request), request.app.state.key_limits)
         except BodyTooLarge as err:
             return error(413, str(err), field="body")
         except InvalidMail as err:
@@ -74,7 +84,7 @@ def router() -> APIRouter:
         try:
             await ring(request).write(key)
         except ControlUnavailable as err:
-            return error(503, f"the key was not stored: {err}")
+            return error(503, not_stored(err, "the key"))
         location = f"{PREFIX}/{key.id}"
         return json_response({**key.public(), "key": token, "url": location}, 201, {"Location": location})
 
@@ -85,7 +95,8 @@ def router() -> APIRouter:
             if tenant not in (None, caller.tenant):
                 return error(403, f"tenant: a tenant administrator lists its own tenant's keys ({caller.tenant})")
             tenant = caller.tenant
-        keys = [k.public() for k in ring(request).all() if tenant is None or k.tenant == tenant]
+        keys = [k.public() for k in ring(request).all()
+                if (tenant is None or k.tenant == tenant) and _visible(caller, k) is not None]
         return json_response({"keys": keys})
 
     @routes.get("/{key_id}", **openapi.GET_KEY)
@@ -104,7 +115,7 @@ def router() -> APIRouter:
             try:
                 await ring(request).write(revoked)
             except ControlUnavailable as err:
-                return error(503, f"the key was not revoked: {err}")
+                return error(503, not_stored(err, "the revocation"))
         return json_response(revoked.public())
 
     return routes

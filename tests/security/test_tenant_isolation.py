@@ -10,6 +10,7 @@ import requests
 from deploy.stack import LocalStack
 from ingest.api_keys import ApiKey, Scope, mint
 from ingest.key_admin import store_key
+from ingest.keys_api import MAX_KEYS_PER_TENANT
 from tests.e2e.conftest import post_mail, wait_for, wait_for_event
 from tests.e2e.sessions import key_session, new_key, new_tenant
 
@@ -109,3 +110,26 @@ def test_the_retired_admin_scope_is_refused_with_the_new_names(api: str):
     refused = key_session(new_key(api, scopes=["operator"])["key"]).post(
         f"{api}/keys/", json={"scopes": ["admin"]}, timeout=10)
     assert refused.status_code == 422 and "tenant_admin" in refused.json()["error"]
+
+
+def test_a_tenant_administrator_neither_sees_its_tenants_operators_nor_lifts_its_own_limits(api: str, tenant_admin):
+    tenant, admin = tenant_admin
+    operator = new_key(api, tenant=tenant, scopes=["operator"])
+    assert admin.get(f"{api}/keys/{operator['id']}", timeout=10).status_code == 404
+    assert admin.delete(f"{api}/keys/{operator['id']}", timeout=10).status_code == 404
+    assert operator["id"] not in {k["id"] for k in admin.get(f"{api}/keys/", timeout=10).json()["keys"]}
+    assert key_session(operator["key"]).get(f"{api}/analytics/lag", timeout=10).status_code == 200
+
+    for limits in ({"rate_per_s": 0}, {"rate_per_s": 1_000_000}, {"burst": 1_000_000}):
+        refused = admin.post(f"{api}/keys/", json=limits, timeout=10)
+        assert refused.status_code == 403 and "an operator may give more" in refused.json()["error"], limits
+    assert new_key(api, session=admin, rate_per_s=5, burst=10)["rate_per_s"] == 5
+
+
+def test_a_tenant_administrator_mints_a_bounded_number_of_keys(api: str, tenant_admin):
+    _, admin = tenant_admin
+    minted = [new_key(api, session=admin, scopes=["read"]) for _ in range(MAX_KEYS_PER_TENANT - 1)]
+    refused = admin.post(f"{api}/keys/", json={"scopes": ["read"]}, timeout=10)
+    assert refused.status_code == 403 and "revoke one first" in refused.json()["error"]
+    assert admin.delete(f"{api}/keys/{minted[0]['id']}", timeout=10).status_code == 200
+    assert admin.post(f"{api}/keys/", json={"scopes": ["read"]}, timeout=10).status_code == 201
