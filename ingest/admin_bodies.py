@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from ingest.bodies import BodyTooLarge, read_limited
-from ingest.control_topic import ControlUnavailable
+from ingest.control_topic import ControlUnavailable, not_stored
 from ingest.requests_body import parse_json
 from ingest.responses import error
 from schemas.provider_settings import InvalidSetting
@@ -33,7 +33,7 @@ def refusal(err: Exception) -> Response:
         return error(err.status, str(err), **({"field": err.field} if err.field else {}))
     if isinstance(err, InvalidSetting):
         return error(422, str(err), field=err.field)
-    return error(503, f"nothing was stored: {err}")
+    return error(503, not_stored(err, "the change"))
 
 
 async def json_object(request: Request, fields: Collection[str]) -> dict:

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from ingest import openapi
 from ingest.admin_bodies import REFUSALS, Refused, json_object, refusal
-from ingest.control_topic import ControlUnavailable, ControlView
+from ingest.control_topic import ControlUnavailable, ControlView, not_stored
 from ingest.responses import error, json_response
 from schemas import topics
 from schemas.configurations import IDS, ConfigurationRecord, check_value, environment_values, retry_levels
@@ -124,7 +124,7 @@ class ConfigurationsApi(ControlView):
                 await self._write(ConfigurationRecord(config_id, self._environment[config_id], removed=True,
                                                       updated_at=now_ms()))
             except ControlUnavailable as err:
-                return error(503, f"nothing was removed: {err}")
+                return error(503, not_stored(err, "the removal"))
             return Response(status_code=204)
 
         return routes

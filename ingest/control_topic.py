@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import Callable
 
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
 from schemas.publishing import Output
 from schemas.replica import TopicReplica
 
@@ -19,6 +19,17 @@ log = logging.getLogger("mercury.ingest.control")
 
 class ControlUnavailable(RuntimeError):
     """The topic could not be read or written in time."""
+
+
+class Unconfirmed(ControlUnavailable):
+    """A write was handed to the broker but not confirmed in time, or not read back: it may be stored."""
+
+
+def not_stored(err: ControlUnavailable, what: str) -> str:
+    """A 503's message that tells the truth: `what` was not stored, or may have been when unconfirmed."""
+    if isinstance(err, Unconfirmed):
+        return f"{what} may or may not have been stored ({err}); read it back to check before trying again"
+    return f"{what} was not stored: {err}"
 
 
 class ControlTopic:
@@ -60,9 +71,13 @@ class ControlTopic:
         await self._within(self._replica.caught_up(), "read")
 
     async def write(self, key: str, value: bytes) -> None:
-        """Store a record and return once this process applied it; raises ControlUnavailable."""
+        """Store a record and return once this process applied it; raises ControlUnavailable, or its
+        Unconfirmed once the record may have been written."""
         await self._publish([Output(self.topic, key, value)])
-        await self._within(self._replica.caught_up(), "read back")
+        try:
+            await self._within(self._replica.caught_up(), "read back")
+        except ControlUnavailable as err:
+            raise Unconfirmed(str(err)) from err
 
     async def _within(self, waiting: object, what: str) -> None:
         try:
@@ -76,6 +91,8 @@ class ControlTopic:
         try:
             for output in outputs:
                 await self._producer.send(output.topic, output.key, output.value, output.partition)
+        except MaybeWritten as err:
+            raise Unconfirmed(f"{self.topic} did not confirm the write: {err}") from err
         except BrokerUnavailable as err:
             raise ControlUnavailable(f"{self.topic} is unavailable: {err}") from err
 
