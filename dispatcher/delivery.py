@@ -136,7 +136,8 @@ class Dispatcher:
             return attempts
         except Exception as err:  # a bug must not lose the mail: it goes back on the ladder, loudly
             log.exception("event=dispatch_error mail=%s", job.mail.id)
-            return self._accepted(job) + attempts + self._retry(job, f"internal error: {err!r}", spent=True)
+            return self._accepted(job) + attempts + self._retry(job, f"internal error: {type(err).__name__}",
+                                                                spent=True)
 
     def _accepted(self, job: Job) -> list[Output]:
         """Mails from outside producers never passed the gateway, which records acceptance for its own."""

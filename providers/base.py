@@ -130,12 +130,16 @@ class MailService(ProviderAdapter):
         return f"{type(self).__name__}({self.base_url!r})"
 
     def classify_failure(self, err: Exception) -> ProviderError:
+        """The error's class in words a tenant may read; the exception's own text (hosts, paths, the sending
+        domain) goes to the operators' log only."""
+        log.warning("event=provider_transport_error provider=%s error=%r", self.name, err)
         if isinstance(err, requests.ConnectTimeout):
-            return TransientError(self.name, f"connect timeout: {err}", cause=FailureCause.NETWORK)
+            return TransientError(self.name, f"no connection within {self.timeout[0]}s", cause=FailureCause.NETWORK)
         if isinstance(err, requests.ReadTimeout):
             return AmbiguousError(self.name, f"no answer within {self.timeout[1]}s after sending")
         # Refused, reset, DNS failure and the rest of the transport: the provider is unreachable from here.
-        return TransientError(self.name, f"{type(err).__name__}: {err}", cause=FailureCause.NETWORK)
+        return TransientError(self.name, f"{type(err).__name__}: the provider could not be reached",
+                              cause=FailureCause.NETWORK)
 
     def result(self, answer: requests.Response, latency_ms: float) -> SendResult:
         return SendResult(self.name, self.post_process(answer), answer.status_code, latency_ms)
