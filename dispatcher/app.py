@@ -18,6 +18,7 @@ import uuid
 import faust
 from faust import EventT, StreamT
 
+from dispatcher import kafka_driver
 from dispatcher.config import DispatcherConfig
 from dispatcher.delivery import Dispatcher
 from dispatcher.health import FleetHealth
@@ -34,7 +35,7 @@ from providers.config import load_providers
 from schemas import topics
 from schemas.producer import AsyncProducer
 from schemas.publishing import Publisher
-from schemas.replica import TopicReplica
+from schemas.replica import Apply, TopicReplica
 from schemas.secrets import secret_box
 
 log = logging.getLogger("mercury.dispatcher")
@@ -44,13 +45,16 @@ def create_app(config: DispatcherConfig) -> faust.App:
     services = load_providers()
     # A restarted worker keeps its name but not its sends in flight: the instance tells them apart.
     instance = f"{config.worker_id}/{uuid.uuid4().hex[:8]}"
-    publisher = Publisher(AsyncProducer(config.bootstrap, name=config.worker_id))
+    publisher = Publisher(AsyncProducer(config.bootstrap, name=config.worker_id, linger_ms=config.kafka.linger_ms))
     health = FleetHealth([s.name for s in services], instance, config.breaker_failures, config.breaker_recovery_s,
                          probe_lease_s(services), publisher.publish)
     ledger = DeliveryLedger(instance, publisher.publish, config.ledger_window_s)
-    replicas = [TopicReplica(config.bootstrap, topics.HEALTH, instance, health.apply, publisher.publish),
-                TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish,
-                             since=ledger.window_start)]
+
+    def replica(topic: str, apply: Apply, **options: object) -> TopicReplica:
+        return TopicReplica(config.bootstrap, topic, instance, apply, publisher.publish,
+                            fetch_wait_ms=config.kafka.fetch_wait_ms, **options)
+
+    replicas = [replica(topics.HEALTH, health.apply), replica(topics.LEDGER, ledger.apply, since=ledger.window_start)]
     ledger.follow(replicas[1])
     sender = ThreadedSender(config.send_threads)
     limits = RateLimits(config.rate_limits, health.fleet_size)
@@ -60,13 +64,13 @@ def create_app(config: DispatcherConfig) -> faust.App:
                             config.worker_id, ownership=ownership)
     pool = ProviderPool(dispatcher, health, os.environ, secret_box())
     settings = LiveSettings(config.configurations(), len(config.retry_delays), dispatcher, health, limits)
-    control = [TopicReplica(config.bootstrap, topics.PROVIDERS, instance, pool.apply, publisher.publish),
-               TopicReplica(config.bootstrap, topics.CONFIGURATIONS, instance, settings.apply, publisher.publish)]
+    control = [replica(topics.PROVIDERS, pool.apply), replica(topics.CONFIGURATIONS, settings.apply)]
     replicas += control
     control_read = asyncio.Event()
 
-    app = faust.App(
+    app = kafka_driver.App(
         "mercury-dispatcher",
+        fetch_wait_ms=config.kafka.fetch_wait_ms,
         broker=f"kafka://{config.bootstrap}",
         store="memory://",
         key_serializer="raw",

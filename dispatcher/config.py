@@ -5,6 +5,7 @@ import socket
 from dataclasses import dataclass
 
 from schemas.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, environment_values
+from schemas.kafka_timings import KafkaTimings
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class DispatcherConfig:
     retry_ambiguous: bool
     session_timeout_s: float
     rebalance_timeout_s: float
+    kafka: KafkaTimings
     rate_limits: dict[str, float]
     ledger_window_s: float
     metrics_port: int | None
@@ -41,6 +43,7 @@ class DispatcherConfig:
             retry_ambiguous=env.get("MERCURY_RETRY_AMBIGUOUS", "true").lower() in ("1", "true", "yes"),
             session_timeout_s=float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", "6")),
             rebalance_timeout_s=float(env.get("MERCURY_KAFKA_REBALANCE_TIMEOUT_S", "30")),
+            kafka=KafkaTimings.from_env(env),
             rate_limits=defaults[RATE_LIMITS],
             ledger_window_s=float(env.get("MERCURY_LEDGER_WINDOW_S", "900")),
             metrics_port=int(port) if (port := env.get("MERCURY_DISPATCHER_METRICS_PORT")) else None,

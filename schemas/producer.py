@@ -17,6 +17,8 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from schemas.kafka_timings import KafkaTimings
+
 log = logging.getLogger("mercury.producer")
 RENEW_EVERY_S = 2.0
 
@@ -41,14 +43,14 @@ REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_
 
 class AsyncProducer:
     def __init__(self, bootstrap: str, delivery_timeout_ms: int = 5000, name: str = "mercury",
-                 max_record_bytes: int = 1_000_000) -> None:
+                 max_record_bytes: int = 1_000_000, linger_ms: int = KafkaTimings.linger_ms) -> None:
         # librdkafka reports every record within its delivery timeout; past this bound the report was lost.
         self._report_deadline_s = delivery_timeout_ms / 1000 + 5
         self._config = {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 10,
+            "linger.ms": linger_ms,
             "message.timeout.ms": delivery_timeout_ms,
             "socket.connection.setup.timeout.ms": 3000,
             "client.id": name,

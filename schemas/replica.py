@@ -18,6 +18,7 @@ from itertools import count
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from schemas.kafka_timings import KafkaTimings
 from schemas.publishing import Output
 
 log = logging.getLogger("mercury.schemas.replica")
@@ -33,11 +34,12 @@ SEARCH_TAIL_S = 0.2
 
 class TopicReplica:
     def __init__(self, bootstrap: str, topic: str, instance: str, apply: Apply, publish: Publish,
-                 since: Since | None = None) -> None:
+                 since: Since | None = None, fetch_wait_ms: int = KafkaTimings.fetch_wait_ms) -> None:
         """`since`, if given, says from when (ms since the epoch) a partition read for the first time matters."""
         self.topic = topic
         self._since = since
         self._bootstrap = bootstrap
+        self._fetch_wait_ms = fetch_wait_ms
         self._instance = instance
         self._apply = apply
         self._publish = publish
@@ -90,7 +92,7 @@ class TopicReplica:
             "group.id": f"replica-{self._instance}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100,
+            "fetch.wait.max.ms": self._fetch_wait_ms,
             "client.id": f"{self._instance}-{self.topic}",
             "error_cb": self._on_client_error,
         })
