@@ -35,7 +35,7 @@ from providers.config import load_providers
 from schemas import topics
 from schemas.producer import AsyncProducer
 from schemas.publishing import Publisher
-from schemas.replica import Apply, TopicReplica
+from schemas.replica import TopicReplica
 from schemas.secrets import secret_box
 
 log = logging.getLogger("mercury.dispatcher")
@@ -49,12 +49,9 @@ def create_app(config: DispatcherConfig) -> faust.App:
     health = FleetHealth([s.name for s in services], instance, config.breaker_failures, config.breaker_recovery_s,
                          probe_lease_s(services), publisher.publish)
     ledger = DeliveryLedger(instance, publisher.publish, config.ledger_window_s)
-
-    def replica(topic: str, apply: Apply, **options: object) -> TopicReplica:
-        return TopicReplica(config.bootstrap, topic, instance, apply, publisher.publish,
-                            fetch_wait_ms=config.kafka.fetch_wait_ms, **options)
-
-    replicas = [replica(topics.HEALTH, health.apply), replica(topics.LEDGER, ledger.apply, since=ledger.window_start)]
+    replicas = [TopicReplica(config.bootstrap, topics.HEALTH, instance, health.apply, publisher.publish),
+                TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish,
+                             since=ledger.window_start)]
     ledger.follow(replicas[1])
     sender = ThreadedSender(config.send_threads)
     limits = RateLimits(config.rate_limits, health.fleet_size)
@@ -64,7 +61,8 @@ def create_app(config: DispatcherConfig) -> faust.App:
                             config.worker_id, ownership=ownership)
     pool = ProviderPool(dispatcher, health, os.environ, secret_box())
     settings = LiveSettings(config.configurations(), len(config.retry_delays), dispatcher, health, limits)
-    control = [replica(topics.PROVIDERS, pool.apply), replica(topics.CONFIGURATIONS, settings.apply)]
+    control = [TopicReplica(config.bootstrap, topics.PROVIDERS, instance, pool.apply, publisher.publish),
+               TopicReplica(config.bootstrap, topics.CONFIGURATIONS, instance, settings.apply, publisher.publish)]
     replicas += control
     control_read = asyncio.Event()
 

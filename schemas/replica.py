@@ -18,12 +18,12 @@ from itertools import count
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from schemas.kafka_timings import KafkaTimings
 from schemas.publishing import Output
 
 log = logging.getLogger("mercury.schemas.replica")
 MARKER = "marker/"
 BATCH = 500
+STATE_FETCH_WAIT_MS = 100
 
 Apply = Callable[[str, bytes], None]
 Publish = Callable[[list[Output]], Awaitable[None]]
@@ -34,12 +34,11 @@ SEARCH_TAIL_S = 0.2
 
 class TopicReplica:
     def __init__(self, bootstrap: str, topic: str, instance: str, apply: Apply, publish: Publish,
-                 since: Since | None = None, fetch_wait_ms: int = KafkaTimings.fetch_wait_ms) -> None:
+                 since: Since | None = None) -> None:
         """`since`, if given, says from when (ms since the epoch) a partition read for the first time matters."""
         self.topic = topic
         self._since = since
         self._bootstrap = bootstrap
-        self._fetch_wait_ms = fetch_wait_ms
         self._instance = instance
         self._apply = apply
         self._publish = publish
@@ -92,7 +91,9 @@ class TopicReplica:
             "group.id": f"replica-{self._instance}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": self._fetch_wait_ms,
+            # State changes are few and not on a mail's path: a longer wait than the mail consumers' costs the
+            # local broker (which holds a fetch for its whole wait) fewer fetches, and nobody any latency.
+            "fetch.wait.max.ms": STATE_FETCH_WAIT_MS,
             "client.id": f"{self._instance}-{self.topic}",
             "error_cb": self._on_client_error,
         })

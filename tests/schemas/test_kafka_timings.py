@@ -6,7 +6,7 @@ from schemas.kafka_timings import KafkaTimings
 
 
 def test_the_defaults_are_short():
-    assert KafkaTimings.from_env({}) == KafkaTimings(linger_ms=1, fetch_wait_ms=25)
+    assert KafkaTimings.from_env({}) == KafkaTimings(linger_ms=5, fetch_wait_ms=25)
 
 
 def test_the_environment_sets_them():
