@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from ingest.tls import CERT_ENV, KEY_ENV, check_tls_files
 from ingest.webhook_signatures import load_sendgrid_public_key
+from schemas.kafka_timings import KafkaTimings
 
 # Where the gateway's worker processes keep their Prometheus metrics (prometheus-client multiprocess mode).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -17,6 +18,8 @@ class IngestConfig:
     max_body_bytes: int
     delivery_timeout_ms: int
     workers: int
+    # A batch of mails (ingest.mail_batch) may be larger than one mail's body: up to this many bytes in all.
+    max_batch_body_bytes: int = 10_000_000
     # Requests per second (and at once) a key may make unless it was given its own; 0 means unlimited.
     key_rate_per_s: float = 100.0
     key_burst: int = 200
@@ -28,6 +31,7 @@ class IngestConfig:
     # HTTPS when both are given (PEM files); neither means plain HTTP, for a proxy that terminates TLS in front.
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    kafka: KafkaTimings = KafkaTimings()
 
     def __post_init__(self) -> None:
         """An unusable webhook key (WebhookKeyInvalid) or TLS pair (TlsConfigInvalid) stops the gateway here,
@@ -54,6 +58,7 @@ class IngestConfig:
             max_body_bytes=int(env.get("MERCURY_MAX_BODY_BYTES", "900000")),
             delivery_timeout_ms=int(env.get("MERCURY_KAFKA_DELIVERY_TIMEOUT_MS", "5000")),
             workers=int(env.get("MERCURY_INGEST_WORKERS", "2")),
+            max_batch_body_bytes=int(env.get("MERCURY_MAX_BATCH_BODY_BYTES", "10000000")),
             key_rate_per_s=float(env.get("MERCURY_KEY_RATE_PER_S", "100")),
             key_burst=int(env.get("MERCURY_KEY_BURST", "200")),
             max_connections=int(env.get("MERCURY_INGEST_MAX_CONNECTIONS", "1000")),
@@ -61,4 +66,5 @@ class IngestConfig:
             sendgrid_webhook_public_key=env.get("MERCURY_SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
             tls_cert_file=env.get(CERT_ENV, "").strip(),
             tls_key_file=env.get(KEY_ENV, "").strip(),
+            kafka=KafkaTimings.from_env(env),
         )

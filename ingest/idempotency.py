@@ -36,6 +36,7 @@ class KeyUnchecked(RuntimeError):
 
 
 KEY_CHECK_RETRY_S = "5"
+KEY_RULE = f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters"
 
 
 def idempotency_key(headers: Headers) -> str | None:
@@ -45,9 +46,14 @@ def idempotency_key(headers: Headers) -> str | None:
         return None
     if len(values) > 1:
         raise BadKey(HEADER, "must be given once")
-    if not _KEY.fullmatch(values[0]):
-        raise BadKey(HEADER, f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters")
+    if not is_key(values[0]):
+        raise BadKey(HEADER, KEY_RULE)
     return values[0]
+
+
+def is_key(value: object) -> bool:
+    """Whether `value` may be an idempotency key (KEY_RULE), given as a header or in a batch item."""
+    return isinstance(value, str) and _KEY.fullmatch(value) is not None
 
 
 def mail_id_for(key: str, tenant: str = DEFAULT_TENANT) -> str:

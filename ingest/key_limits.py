@@ -1,4 +1,5 @@
-"""Per-key request rates: a token bucket per key in each gateway process.
+"""Per-key request rates: a token bucket per key in each gateway process. A request takes one token, a batch one
+per mail.
 
 The gateway's processes share nothing, so each admits 1/`processes` of a key's rate and burst: together they
 never admit more than the key's limit, whichever process a request lands on. (A client holding one
@@ -34,19 +35,26 @@ class KeyLimits:
 
     def try_take(self, key: ApiKey) -> float:
         """Take one request; 0 when taken, else the seconds until one is free."""
+        taken, wait_s = self.take(key, 1)
+        return 0.0 if taken else wait_s
+
+    def take(self, key: ApiKey, wanted: int) -> tuple[int, float]:
+        """Take up to `wanted` tokens at once (a batch takes one per mail): how many were taken, and, when fewer
+        than wanted, the seconds until as many as were refused (at most the bucket's capacity) are free."""
         rate = self._default_rate if key.rate_per_s == DEFAULT_RATE else key.rate_per_s
         if rate == UNLIMITED:
-            return 0.0
+            return wanted, 0.0
         burst = key.burst or (self._default_burst if key.rate_per_s == DEFAULT_RATE else 0) or 2 * rate
         rate, capacity = rate / self._share, max(1.0, burst / self._share)
         now = self._clock()
         tokens, stamp = self._buckets.get(key.id, (capacity, now))
         tokens = min(capacity, tokens + (now - stamp) * rate)
-        if tokens >= 1.0:
-            self._buckets[key.id] = (tokens - 1.0, now)
-            return 0.0
+        taken = min(wanted, int(tokens))
+        tokens -= taken
         self._buckets[key.id] = (tokens, now)
-        return (1.0 - tokens) / rate
+        if taken == wanted:
+            return taken, 0.0
+        return taken, (min(wanted - taken, capacity) - tokens) / rate
 
 
 def retry_after(wait_s: float) -> str:

@@ -21,7 +21,8 @@ MAILS_ACCEPTED = Counter("mercury_ingest_mails_accepted_total",
 MAILS_REJECTED = Counter("mercury_ingest_mails_rejected_total", "Mails refused at validation, by HTTP status.",
                          ["status"])
 OVER_RATE = Counter("mercury_ingest_requests_over_rate_total",
-                    "Requests answered 429 because their key was over its rate, by tenant.", ["tenant"])
+                    "Requests (and mails of a batch) answered 429 because their key was over its rate, by tenant.",
+                    ["tenant"])
 UNKNOWN_KEYS_TURNED_AWAY = Counter("mercury_ingest_unknown_keys_turned_away_total",
                                    "Requests with an unknown key id answered 503 at once, because as many as "
                                    "allowed were waiting for their keys already.")

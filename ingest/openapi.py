@@ -1,5 +1,6 @@
 """What `/openapi.json` says about every route: request bodies, parameters, and each answer a route really
-gives with the shape of its body. Kept here, apart from the handlers, so the contract reads in one place.
+gives with the shape of its body. Kept here, apart from the handlers, so the contract reads in one place; a route
+group with its models beside its handlers (ingest.mail_batch) builds its entries with the helpers below.
 
 Several endpoints read their body as raw bytes (size limit first, then their own parsing and error answers), so
 FastAPI cannot see the body; the models below document it without changing what the endpoint accepts. Each
@@ -291,7 +292,7 @@ class KeyBody(TypedDict):
         min_length=1, description="default send and read; only an operator mints an operator key")]]
     name: NotRequired[Annotated[str, Field(max_length=200, description="what the key is for")]]
     rate_per_s: NotRequired[Annotated[float, Field(ge=0, le=1_000_000, description=(
-        "requests per second; 0 unlimited; default MERCURY_KEY_RATE_PER_S"))]]
+        "requests per second (a batch takes one per mail); 0 unlimited; default MERCURY_KEY_RATE_PER_S"))]]
     burst: NotRequired[Annotated[int, Field(ge=0, le=1_000_000, description="requests at once; default twice the rate")]]
 
 
@@ -320,8 +321,9 @@ class KeyList(TypedDict):
 
 # Route entries ---------------------------------------------------------------------------------------------
 
-def _answer(model: type | None, description: str, media_type: str = JSON,
-            headers: dict[str, str] | None = None) -> dict[str, Any]:
+def answer_doc(model: type | None, description: str, media_type: str = JSON,
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An answer's entry in a route's `responses`: its description, its body's model and its headers."""
     answer: dict[str, Any] = {"description": description}
     if model is not None:
         answer["content"] = {media_type: {"schema": {"$ref": _COMPONENTS.format(model=model.__name__)}}}
@@ -331,62 +333,64 @@ def _answer(model: type | None, description: str, media_type: str = JSON,
     return answer
 
 
-def _error(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return _answer(ErrorAnswer, description, headers=headers)
+def error_doc(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An error answer's entry: the one error shape every route of the gateway answers with."""
+    return answer_doc(ErrorAnswer, description, headers=headers)
 
 
-def _body(model: type, media_type: str = JSON, required: bool = True) -> dict[str, Any]:
+def body_doc(model: type, media_type: str = JSON, required: bool = True) -> dict[str, Any]:
+    """A route's `openapi_extra` for a body the handler reads itself, described by `model`."""
     schema = {"$ref": _COMPONENTS.format(model=model.__name__)}
     return {"requestBody": {"required": required, "content": {media_type: {"schema": schema}}}}
 
 
 RETRY_AFTER = {"Retry-After": "seconds to wait before retrying"}
-STORE_DOWN = _error("the mail history store (ClickHouse) is unavailable", RETRY_AFTER)
-NOT_FOUND = _error("nothing is known under that id")
-BAD_PARAMETER = _error("a parameter is malformed; the answer names it")
-WINDOW_ERROR = _error("a malformed `since` or `until`, or `until` not after `since`; the answer names the field")
-TOO_LARGE = _error("the body is larger than MERCURY_MAX_BODY_BYTES")
-SMALL_BODY_TOO_LARGE = _error("the body is larger than 64 KiB, the limit of keys, providers and configurations")
+STORE_DOWN = error_doc("the mail history store (ClickHouse) is unavailable", RETRY_AFTER)
+NOT_FOUND = error_doc("nothing is known under that id")
+BAD_PARAMETER = error_doc("a parameter is malformed; the answer names it")
+WINDOW_ERROR = error_doc("a malformed `since` or `until`, or `until` not after `since`; the answer names the field")
+TOO_LARGE = error_doc("the body is larger than MERCURY_MAX_BODY_BYTES")
+SMALL_BODY_TOO_LARGE = error_doc("the body is larger than 64 KiB, the limit of keys, providers and configurations")
 
 
 def _window_route(model: type) -> dict[str, Any]:
-    return {"responses": {200: _answer(model, "the answer over the window"), 422: WINDOW_ERROR, 503: STORE_DOWN}}
+    return {"responses": {200: answer_doc(model, "the answer over the window"), 422: WINDOW_ERROR, 503: STORE_DOWN}}
 
 
-INDEX = {"responses": {200: _answer(Index, "the version and the endpoints")}}
+INDEX = {"responses": {200: answer_doc(Index, "the version and the endpoints")}}
 CREATE_MAIL = {
-    "openapi_extra": {**_body(MailBody), "parameters": [{
+    "openapi_extra": {**body_doc(MailBody), "parameters": [{
         "name": "Idempotency-Key", "in": "header", "required": False,
         "description": "a retry with the same key and body gets the first answer again and creates no second mail",
         "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"}}]},
     "responses": {
-        202: _answer(MailAccepted, "the broker has the mail; it will be delivered", headers={
+        202: answer_doc(MailAccepted, "the broker has the mail; it will be delivered", headers={
             "Location": "the mail's URL", "MailId": "the mail's id",
             "Idempotent-Replayed": "`true` when this is the first answer to the same key and body again"}),
-        400: _error("the body is not a JSON object, or the Idempotency-Key header is malformed"),
+        400: error_doc("the body is not a JSON object, or the Idempotency-Key header is malformed"),
         413: TOO_LARGE,
-        422: _error("a field is wrong (the answer names it), or the key was used for a different body"),
-        503: _error("the broker did not acknowledge the mail, or an Idempotency-Key cannot be checked now; nothing"
+        422: error_doc("a field is wrong (the answer names it), or the key was used for a different body"),
+        503: error_doc("the broker did not acknowledge the mail, or an Idempotency-Key cannot be checked now; nothing"
                     " was accepted", RETRY_AFTER),
     },
 }
-LIST_MAILS = {"responses": {200: _answer(MailPage, "one page of mails, newest first"), 422: BAD_PARAMETER,
+LIST_MAILS = {"responses": {200: answer_doc(MailPage, "one page of mails, newest first"), 422: BAD_PARAMETER,
                             503: STORE_DOWN}}
-GET_MAIL = {"responses": {200: _answer(StoredMail, "the mail with its current status"), 404: NOT_FOUND,
+GET_MAIL = {"responses": {200: answer_doc(StoredMail, "the mail with its current status"), 404: NOT_FOUND,
                           422: BAD_PARAMETER, 503: STORE_DOWN}}
-LIST_EVENTS = {"responses": {200: _answer(MailEvents, "the mail's events in order"), 404: NOT_FOUND,
+LIST_EVENTS = {"responses": {200: answer_doc(MailEvents, "the mail's events in order"), 404: NOT_FOUND,
                              422: BAD_PARAMETER, 503: STORE_DOWN}}
-GET_EVENT = {"responses": {200: _answer(MailEvent, "the event"), 404: NOT_FOUND, 422: BAD_PARAMETER,
+GET_EVENT = {"responses": {200: answer_doc(MailEvent, "the event"), 404: NOT_FOUND, 422: BAD_PARAMETER,
                            503: STORE_DOWN}}
 CREATE_EVENT = {
-    "openapi_extra": _body(ClientEventBody),
+    "openapi_extra": body_doc(ClientEventBody),
     "responses": {
-        202: _answer(MailEvent, "the event is on mail.events", headers={"Location": "the event's URL"}),
-        400: _error("the body is not a JSON object"),
-        404: _error("no mail of the key's tenant under that id (yet: a mail shows up a moment after its 202)"),
+        202: answer_doc(MailEvent, "the event is on mail.events", headers={"Location": "the event's URL"}),
+        400: error_doc("the body is not a JSON object"),
+        404: error_doc("no mail of the key's tenant under that id (yet: a mail shows up a moment after its 202)"),
         413: TOO_LARGE,
-        422: _error("a field is wrong, or the event name is one the pipeline records itself"),
-        503: _error("the event stream is unavailable; nothing was recorded", RETRY_AFTER),
+        422: error_doc("a field is wrong, or the event name is one the pipeline records itself"),
+        503: error_doc("the event stream is unavailable; nothing was recorded", RETRY_AFTER),
     },
 }
 METRICS = {"response_class": PlainTextResponse,
@@ -404,41 +408,42 @@ FAILURE_CAUSES = _window_route(FailureCausesAnswer)
 BREAKERS = _window_route(BreakersAnswer)
 FEEDBACK = _window_route(FeedbackAnswer)
 UNFINISHED = _window_route(UnfinishedAnswer)
-TRACE = {"responses": {200: _answer(Trace, "the mail's whole life"), 404: NOT_FOUND, 422: BAD_PARAMETER,
+TRACE = {"responses": {200: answer_doc(Trace, "the mail's whole life"), 404: NOT_FOUND, 422: BAD_PARAMETER,
                        503: STORE_DOWN}}
-LAG = {"responses": {200: _answer(LagAnswer, "per consumer group, topic and partition: committed and end offsets"),
-                     503: _error("the broker did not answer in time", RETRY_AFTER)}}
+LAG = {"responses": {200: answer_doc(LagAnswer, "per consumer group, topic and partition: committed and end offsets"),
+                     503: error_doc("the broker did not answer in time", RETRY_AFTER)}}
 
-_KEYS_DOWN = _error("the key topic is unavailable", RETRY_AFTER)
-CREATE_KEY = {"openapi_extra": _body(KeyBody), "responses": {
-    201: _answer(NewKey, "the key, with its token this once", headers={"Location": "the key's URL"}),
-    400: _error("the body is not a JSON object"),
-    403: _error("a tenant administrator asked for another tenant's key or an operator key"),
-    413: SMALL_BODY_TOO_LARGE, 422: _error("a field is wrong; the answer names it"),
+_KEYS_DOWN = error_doc("the key topic is unavailable", RETRY_AFTER)
+CREATE_KEY = {"openapi_extra": body_doc(KeyBody), "responses": {
+    201: answer_doc(NewKey, "the key, with its token this once", headers={"Location": "the key's URL"}),
+    400: error_doc("the body is not a JSON object"),
+    403: error_doc("a tenant administrator asked for another tenant's key or an operator key"),
+    413: SMALL_BODY_TOO_LARGE, 422: error_doc("a field is wrong; the answer names it"),
     503: _KEYS_DOWN}}
-LIST_KEYS = {"responses": {200: _answer(KeyList, "every key the caller may see (of `tenant`, if given), oldest first"),
-                           403: _error("a tenant administrator named another tenant"), 422: BAD_PARAMETER}}
-GET_KEY = {"responses": {200: _answer(ApiKeyAnswer, "the key"), 404: NOT_FOUND, 422: BAD_PARAMETER}}
-REVOKE_KEY = {"responses": {200: _answer(ApiKeyAnswer, "the key, revoked (again revoking changes nothing)"),
+LIST_KEYS = {"responses": {200: answer_doc(KeyList,
+                                           "every key the caller may see (of `tenant`, if given), oldest first"),
+                           403: error_doc("a tenant administrator named another tenant"), 422: BAD_PARAMETER}}
+GET_KEY = {"responses": {200: answer_doc(ApiKeyAnswer, "the key"), 404: NOT_FOUND, 422: BAD_PARAMETER}}
+REVOKE_KEY = {"responses": {200: answer_doc(ApiKeyAnswer, "the key, revoked (again revoking changes nothing)"),
                             404: NOT_FOUND, 422: BAD_PARAMETER, 503: _KEYS_DOWN}}
 # Every route that takes a key may also answer these.
 AUTH_ANSWERS = {
-    "401": _error("no API key, or one that is unknown, revoked or mistyped",
+    "401": error_doc("no API key, or one that is unknown, revoked or mistyped",
                   {"WWW-Authenticate": "Bearer"}),
-    "403": _error("the key lacks the scope this route needs"),
-    "429": _error("the key is over its request rate", {"Retry-After": "seconds until a request is admitted"}),
-    "503": _error("the API keys (or what the route reads) are unavailable", RETRY_AFTER),
+    "403": error_doc("the key lacks the scope this route needs"),
+    "429": error_doc("the key is over its request rate", {"Retry-After": "seconds until a request is admitted"}),
+    "503": error_doc("the API keys (or what the route reads) are unavailable", RETRY_AFTER),
 }
 
 _WEBHOOK_ANSWERS = {
-    200: _answer(WebhookAnswer, "published, or nothing to publish"),
-    400: _error("the body is not the provider's shape; the answer names the field when it can"),
-    401: _error("the signature is missing, wrong, too old or already used"),
+    200: answer_doc(WebhookAnswer, "published, or nothing to publish"),
+    400: error_doc("the body is not the provider's shape; the answer names the field when it can"),
+    401: error_doc("the signature is missing, wrong, too old or already used"),
     413: TOO_LARGE,
-    503: _error("the webhook is not configured, or the feedback stream is unavailable; the provider retries",
+    503: error_doc("the webhook is not configured, or the feedback stream is unavailable; the provider retries",
                 RETRY_AFTER),
 }
-MAILGUN_WEBHOOK = {"openapi_extra": _body(MailgunWebhookBody), "responses": _WEBHOOK_ANSWERS}
+MAILGUN_WEBHOOK = {"openapi_extra": body_doc(MailgunWebhookBody), "responses": _WEBHOOK_ANSWERS}
 SENDGRID_WEBHOOK = {
     "openapi_extra": {
         "parameters": [
@@ -458,28 +463,28 @@ class RegistryResponse(JSONResponse):
     media_type = REGISTRY_JSON
 
 
-_REGISTRY_NOT_FOUND = _answer(RegistryError, "no such subject, version or schema id", REGISTRY_JSON)
+_REGISTRY_NOT_FOUND = answer_doc(RegistryError, "no such subject, version or schema id", REGISTRY_JSON)
 REGISTRY_SUBJECTS = {"response_class": RegistryResponse, "responses": {200: {
     "description": "Mercury's subjects", "content": {REGISTRY_JSON: {"schema": {"type": "array",
                                                                                 "items": {"type": "string"}}}}}}}
 REGISTRY_SCHEMA_BY_ID = {"response_class": RegistryResponse, "responses": {
-    200: _answer(SchemaText, "the schema", REGISTRY_JSON), 404: _REGISTRY_NOT_FOUND, 422: BAD_PARAMETER}}
+    200: answer_doc(SchemaText, "the schema", REGISTRY_JSON), 404: _REGISTRY_NOT_FOUND, 422: BAD_PARAMETER}}
 REGISTRY_VERSIONS = {"response_class": RegistryResponse, "responses": {200: {
     "description": "the subject's versions", "content": {REGISTRY_JSON: {"schema": {"type": "array",
                                                                                     "items": {"type": "integer"}}}}},
     404: _REGISTRY_NOT_FOUND}}
 REGISTRY_VERSION = {"response_class": RegistryResponse, "responses": {
-    200: _answer(RegisteredSchema, "that version", REGISTRY_JSON), 404: _REGISTRY_NOT_FOUND}}
+    200: answer_doc(RegisteredSchema, "that version", REGISTRY_JSON), 404: _REGISTRY_NOT_FOUND}}
 REGISTRY_REGISTER = {
     "response_class": RegistryResponse,
-    "openapi_extra": _body(SchemaBody, REGISTRY_JSON),
+    "openapi_extra": body_doc(SchemaBody, REGISTRY_JSON),
     "responses": {
-        200: _answer(RegisteredSchema, "the schema is one of Mercury's: its fixed id", REGISTRY_JSON),
-        404: _answer(RegistryError, "the subject is not one of Mercury's topics", REGISTRY_JSON),
-        400: _answer(RegistryError, "the body is not JSON", REGISTRY_JSON),
-        409: _answer(RegistryError, "the schema is not compatible with Mercury's", REGISTRY_JSON),
-        413: _answer(RegistryError, "the body is larger than any of Mercury's schemas", REGISTRY_JSON),
-        422: _answer(RegistryError, "the body is not a valid schema", REGISTRY_JSON),
+        200: answer_doc(RegisteredSchema, "the schema is one of Mercury's: its fixed id", REGISTRY_JSON),
+        404: answer_doc(RegistryError, "the subject is not one of Mercury's topics", REGISTRY_JSON),
+        400: answer_doc(RegistryError, "the body is not JSON", REGISTRY_JSON),
+        409: answer_doc(RegistryError, "the schema is not compatible with Mercury's", REGISTRY_JSON),
+        413: answer_doc(RegistryError, "the body is larger than any of Mercury's schemas", REGISTRY_JSON),
+        422: answer_doc(RegistryError, "the body is not a valid schema", REGISTRY_JSON),
     },
 }
 
@@ -571,37 +576,38 @@ class ConfigurationList(TypedDict):
     configurations: list[ConfigurationAnswer]
 
 
-_CONTROL_DOWN = _error("the broker did not answer in time; nothing was changed", RETRY_AFTER)
+_CONTROL_DOWN = error_doc("the broker did not answer in time; nothing was changed", RETRY_AFTER)
 _DELETED = {"description": "removed"}
-LIST_PROVIDERS = {"responses": {200: _answer(ProviderList, "every provider the dispatchers have, enabled or not"),
+LIST_PROVIDERS = {"responses": {200: answer_doc(ProviderList, "every provider the dispatchers have, enabled or not"),
                                 503: _CONTROL_DOWN}}
-GET_PROVIDER = {"responses": {200: _answer(ProviderAnswer, "the provider"), 404: NOT_FOUND, 503: _CONTROL_DOWN}}
-CREATE_PROVIDER = {"openapi_extra": _body(ProviderBody), "responses": {
-    201: _answer(ProviderAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
-    400: _error("the body is not a JSON object"), 409: _error("a provider with that id exists (PUT changes it)"),
-    413: SMALL_BODY_TOO_LARGE, 422: _error("a field is wrong; the answer names it"),
-    503: _error("the broker did not answer, or secrets were given and MERCURY_SECRETS_KEY is not set",
+GET_PROVIDER = {"responses": {200: answer_doc(ProviderAnswer, "the provider"), 404: NOT_FOUND, 503: _CONTROL_DOWN}}
+CREATE_PROVIDER = {"openapi_extra": body_doc(ProviderBody), "responses": {
+    201: answer_doc(ProviderAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
+    400: error_doc("the body is not a JSON object"), 409: error_doc("a provider with that id exists (PUT changes it)"),
+    413: SMALL_BODY_TOO_LARGE, 422: error_doc("a field is wrong; the answer names it"),
+    503: error_doc("the broker did not answer, or secrets were given and MERCURY_SECRETS_KEY is not set",
                 RETRY_AFTER)}}
-CHANGE_PROVIDER = {"openapi_extra": _body(ProviderChange), "responses": {
-    200: _answer(ProviderAnswer, "stored; every dispatcher worker applies it"),
-    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: SMALL_BODY_TOO_LARGE,
-    422: _error("a field is wrong; the answer names it"),
-    503: _error("the broker did not answer, or secrets were changed and MERCURY_SECRETS_KEY is not set or does "
+CHANGE_PROVIDER = {"openapi_extra": body_doc(ProviderChange), "responses": {
+    200: answer_doc(ProviderAnswer, "stored; every dispatcher worker applies it"),
+    400: error_doc("the body is not a JSON object"), 404: NOT_FOUND, 413: SMALL_BODY_TOO_LARGE,
+    422: error_doc("a field is wrong; the answer names it"),
+    503: error_doc("the broker did not answer, or secrets were changed and MERCURY_SECRETS_KEY is not set or does "
                 "not open the stored ones", RETRY_AFTER)}}
 DELETE_PROVIDER = {"responses": {204: _DELETED, 404: NOT_FOUND, 503: _CONTROL_DOWN}}
-LIST_CONFIGURATIONS = {"responses": {200: _answer(ConfigurationList, "every configuration with its effective value"),
+LIST_CONFIGURATIONS = {"responses": {200: answer_doc(ConfigurationList, "every configuration with its effective value"),
                                      503: _CONTROL_DOWN}}
-GET_CONFIGURATION = {"responses": {200: _answer(ConfigurationAnswer, "the configuration"), 404: NOT_FOUND,
+GET_CONFIGURATION = {"responses": {200: answer_doc(ConfigurationAnswer, "the configuration"), 404: NOT_FOUND,
                                    503: _CONTROL_DOWN}}
-CREATE_CONFIGURATION = {"openapi_extra": _body(ConfigurationBody), "responses": {
-    201: _answer(ConfigurationAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
-    400: _error("the body is not a JSON object"), 409: _error("a value is set already (PUT changes it)"),
-    413: SMALL_BODY_TOO_LARGE, 422: _error("an unknown id or a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
-CHANGE_CONFIGURATION = {"openapi_extra": _body(ConfigurationChange), "responses": {
-    200: _answer(ConfigurationAnswer, "stored; every dispatcher worker applies it"),
-    400: _error("the body is not a JSON object"), 404: NOT_FOUND, 413: SMALL_BODY_TOO_LARGE,
-    422: _error("a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
-DELETE_CONFIGURATION = {"responses": {204: _DELETED, 404: _error("no value set through the API under that id"),
+CREATE_CONFIGURATION = {"openapi_extra": body_doc(ConfigurationBody), "responses": {
+    201: answer_doc(ConfigurationAnswer, "stored; every dispatcher worker applies it", headers={"Location": "its URL"}),
+    400: error_doc("the body is not a JSON object"), 409: error_doc("a value is set already (PUT changes it)"),
+    413: SMALL_BODY_TOO_LARGE, 422: error_doc("an unknown id or a bad value; the answer names the field"),
+    503: _CONTROL_DOWN}}
+CHANGE_CONFIGURATION = {"openapi_extra": body_doc(ConfigurationChange), "responses": {
+    200: answer_doc(ConfigurationAnswer, "stored; every dispatcher worker applies it"),
+    400: error_doc("the body is not a JSON object"), 404: NOT_FOUND, 413: SMALL_BODY_TOO_LARGE,
+    422: error_doc("a bad value; the answer names the field"), 503: _CONTROL_DOWN}}
+DELETE_CONFIGURATION = {"responses": {204: _DELETED, 404: error_doc("no value set through the API under that id"),
                                       503: _CONTROL_DOWN}}
 _CONTROL_MODELS = (ProviderBody, ProviderChange, ProviderAnswer, ProviderList, ConfigurationBody, ConfigurationChange,
                    ConfigurationAnswer, ConfigurationList)
@@ -615,18 +621,20 @@ _DOCUMENTED = (
 )
 
 
-def components() -> dict[str, Any]:
-    """Every model above and the models they use, as OpenAPI components (serialization mode: as sent)."""
+def components(*models: type) -> dict[str, Any]:
+    """Every model above, and `models`, and the models they use, as OpenAPI components (serialization mode: as
+    sent)."""
     found: dict[str, Any] = {}
-    for model in _DOCUMENTED:
+    for model in (*_DOCUMENTED, *models):
         schema = TypeAdapter(model).json_schema(ref_template=_COMPONENTS)
         found.update(schema.pop("$defs", {}))
         found[model.__name__] = schema
     return found
 
 
-def install(app: FastAPI) -> None:
-    """Serve the generated schema with the components the route entries refer to; built once, on first use.
+def install(app: FastAPI, *models: type) -> None:
+    """Serve the generated schema with the components the route entries refer to, `models` being those of route
+    groups that keep their models beside their handlers; built once, on first use.
 
     FastAPI documents its own `{"detail": [...]}` for a parameter that fails validation; the gateway's handler
     answers the Error shape instead, so that is what the schema says."""
@@ -638,7 +646,7 @@ def install(app: FastAPI) -> None:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
-            schemas.update(components())
+            schemas.update(components(*models))
             for operation in (op for path in document["paths"].values() for op in path.values()):
                 if "security" in operation:
                     operation["responses"] = {**AUTH_ANSWERS, **operation["responses"]}

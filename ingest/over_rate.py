@@ -35,14 +35,14 @@ class OverRateTally:
         self._producer = producer
         self._refusals: dict[str, _Refusals] = {}
 
-    def refused(self, key: ApiKey) -> None:
-        """Count one request refused for `key`'s rate; never waits."""
-        metrics.OVER_RATE.labels(key.tenant).inc()
+    def refused(self, key: ApiKey, count: int = 1) -> None:
+        """Count a request (or `count` mails of a batch) refused for `key`'s rate; never waits."""
+        metrics.OVER_RATE.labels(key.tenant).inc(count)
         now = now_ms()
         if (seen := self._refusals.get(key.id)) is None:
-            self._refusals[key.id] = _Refusals(key.tenant, 1, now, now)
+            self._refusals[key.id] = _Refusals(key.tenant, count, now, now)
         else:
-            seen.count, seen.last_ms = seen.count + 1, now
+            seen.count, seen.last_ms = seen.count + count, now
 
     async def run(self, every_s: float = SUMMARY_S) -> None:
         """Summarise every `every_s` seconds until cancelled, then once more for what was counted last."""
@@ -58,8 +58,8 @@ class OverRateTally:
         (the metrics hold the counts either way)."""
         refusals, self._refusals = self._refusals, {}
         for key_id, seen in refusals.items():
-            reason = (f"this API key was over its request rate: {seen.count} request(s) answered 429 between "
-                      f"{seen.first_ms} and {seen.last_ms} ms since the epoch")
+            reason = (f"this API key was over its request rate: {seen.count} request(s) or batch mail(s) answered 429 "
+                      f"between {seen.first_ms} and {seen.last_ms} ms since the epoch")
             event = make_event(uuid.uuid4().hex, EventType.REJECTED, "ingest", reason=reason, field=FIELD,
                                tenant=seen.tenant, key=key_id, count=seen.count, first_ms=seen.first_ms,
                                last_ms=seen.last_ms)

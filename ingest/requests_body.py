@@ -132,7 +132,11 @@ def timestamp_ms(field: str, value: str) -> int:
 
 def mail_from_body(body: bytes, mail_id: str, tenant: str = DEFAULT_TENANT) -> Mail:
     """Parse and validate; the mail is the tenant's, stamped as accepted now, over HTTP."""
-    data = parse_json(body)
+    return mail_from_fields(parse_json(body), mail_id, tenant)
+
+
+def mail_from_fields(data: dict, mail_id: str, tenant: str = DEFAULT_TENANT) -> Mail:
+    """Validate a parsed JSON object (a request body, or one mail of a batch) as a mail, like mail_from_body."""
     unknown = set(data) - _FIELDS
     if unknown:
         raise InvalidMail(sorted(unknown)[0], "is not a known field")

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -114,9 +115,61 @@ class AsyncProducer:
 
         def on_delivery(err: KafkaError | None, _msg: object) -> None:
             self._settled.append((done, err))
-            if err is not None and err.code() == KafkaError._MSG_TIMED_OUT:
-                self._renew = True
+            self._note_report(err)
 
+        self._produce(topic, key, value, partition, on_delivery)
+        try:
+            err = await asyncio.wait_for(done, self._report_deadline_s)
+        except TimeoutError as timeout:
+            raise MaybeWritten("no delivery report from the Kafka client") from timeout
+        if (failure := _failure(err)) is not None:
+            raise failure
+        self._brokers_down = False
+
+    async def send_all(self, topic: str, records: Sequence[tuple[str, bytes]]) -> list[BrokerUnavailable | None]:
+        """Send every (key, value) record at once and wait until each is acknowledged or failed: what `send` does
+        for each, with one wake-up of the caller for all of them rather than one per record (a batch of mails).
+        Raises nothing: each record's entry is None once acknowledged, else the error `send` would have raised."""
+        if not records:
+            return []
+        loop = self._loop = asyncio.get_running_loop()
+        if self._brokers_down and not await self._probe(loop):
+            return [BrokerUnavailable("no Kafka broker is reachable") for _ in records]
+        failures: list[BrokerUnavailable | None] = [None] * len(records)
+        reported = [False] * len(records)
+        waiting = len(records)
+        done: asyncio.Future = loop.create_future()
+
+        def reporter(index: int) -> Callable[[KafkaError | None, object], None]:
+            def on_delivery(err: KafkaError | None, _msg: object) -> None:
+                nonlocal waiting
+                failures[index], reported[index] = _failure(err), True
+                self._note_report(err)
+                waiting -= 1
+                if waiting == 0:
+                    self._settled.append((done, None))
+            return on_delivery
+
+        for index, (key, value) in enumerate(records):
+            try:
+                self._produce(topic, key, value, -1, reporter(index))
+            except BrokerUnavailable as err:
+                failures[index], reported[index] = err, True
+                waiting -= 1
+        if waiting:
+            try:
+                await asyncio.wait_for(done, self._report_deadline_s)
+            except TimeoutError:
+                # Reports may still come for the records left; what each says is no longer awaited.
+                failures = [failure if seen else MaybeWritten("no delivery report from the Kafka client")
+                            for failure, seen in zip(failures, reported)]
+        if any(failure is None for failure in failures):
+            self._brokers_down = False
+        return failures
+
+    def _produce(self, topic: str, key: str, value: bytes, partition: int,
+                 on_delivery: Callable[[KafkaError | None, object], None]) -> None:
+        """Hand one record to the client; raises RecordRefused or BrokerUnavailable when it does not take it."""
         try:
             self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
         except (BufferError, KafkaException) as err:
@@ -125,15 +178,11 @@ class AsyncProducer:
             if isinstance(err, KafkaException) and err.args[0].fatal():
                 self._renew = True
             raise BrokerUnavailable(f"the producer refused the record: {err}") from err
-        try:
-            err = await asyncio.wait_for(done, self._report_deadline_s)
-        except TimeoutError as timeout:
-            raise MaybeWritten("no delivery report from the Kafka client") from timeout
-        if err is not None and err.code() in REFUSED_FOR_GOOD:
-            raise RecordRefused(f"the broker refused the record for good: {err.str()}")
-        if err is not None:
-            raise MaybeWritten(f"the broker did not acknowledge the record: {err.str()}")
-        self._brokers_down = False
+
+    def _note_report(self, err: KafkaError | None) -> None:
+        """Called from the poll thread for each delivery report: a timed-out record means a fresh client."""
+        if err is not None and err.code() == KafkaError._MSG_TIMED_OUT:
+            self._renew = True
 
     async def _probe(self, loop: asyncio.AbstractEventLoop) -> bool:
         """At most one metadata request per second while the broker is down; the rest fail at once."""
@@ -155,6 +204,15 @@ class AsyncProducer:
             log.error("event=producer_close_unflushed count=%d", remaining)
         self._stopping.set()
         self._poller.join(timeout)
+
+
+def _failure(err: KafkaError | None) -> BrokerUnavailable | None:
+    """What a delivery report means for the sender: None when the record was acknowledged."""
+    if err is None:
+        return None
+    if err.code() in REFUSED_FOR_GOOD:
+        return RecordRefused(f"the broker refused the record for good: {err.str()}")
+    return MaybeWritten(f"the broker did not acknowledge the record: {err.str()}")
 
 
 def _settle_all(settled: list[tuple[asyncio.Future, KafkaError | None]]) -> None:

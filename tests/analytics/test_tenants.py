@@ -115,7 +115,7 @@ def answers(client: Client, tenancy: Tenancy, tenant: str | None, ids: list[str]
         "trace": questions.mail_trace(client, mail_id, tenant=tenant),
         "mail": store.get_mail(mail_id, tenant=tenant),
         "events": store.mail_events(mail_id, tenant=tenant),
-        "accepted": store.accepted_detail(mail_id, tenant=tenant),
+        "accepted": store.accepted_details([mail_id], tenant=tenant).get(mail_id),
     } for mail_id in ids}
     return result
 
@@ -145,7 +145,7 @@ def test_another_tenants_mail_looks_missing(client: Client, tenancy: Tenancy) ->
             assert store.get_mail(mail_id, tenant=reader) is None
             assert store.mail_events(mail_id, tenant=reader) == []
             assert store.get_event(mail_id, event["id"], tenant=reader) is None
-            assert store.accepted_detail(mail_id, tenant=reader) is None
+            assert store.accepted_details([mail_id], tenant=reader) == {}
             assert questions.mail_trace(client, mail_id, tenant=reader) is None
             assert store.get_event(mail_id, event["id"])["mail"] == mail_id
     for orphan in tenancy.orphans:

@@ -58,7 +58,7 @@ def test_every_served_route_is_documented(stack: LocalStack):
     """Every API route the gateway serves is in the schema; the dashboard's static files are not API."""
     document = requests.get(f"{stack.config.api_url}/openapi.json", timeout=10).json()
     paths = set(document["paths"])
-    assert {"/api/v1.0/", "/api/v1.0/mails/", "/api/v1.0/mails/{mail_id}", "/api/v1.0/mails/{mail_id}/events/",
+    assert {"/api/v1.0/", "/api/v1.0/mails/", "/api/v1.0/mails/batch", "/api/v1.0/mails/{mail_id}", "/api/v1.0/mails/{mail_id}/events/",
             "/api/v1.0/mails/{mail_id}/events/{event_id}", "/api/v1.0/analytics/lag", "/metrics",
             "/api/v1.0/webhooks/mailgun", "/api/v1.0/webhooks/sendgrid", "/schema-registry/subjects",
             "/api/v1.0/keys/", "/api/v1.0/keys/{key_id}", "/api/v1.0/dispatcher/providers/",
@@ -67,8 +67,9 @@ def test_every_served_route_is_documented(stack: LocalStack):
     assert document["components"]["securitySchemes"]["ApiKey"] == {
         "type": "http", "scheme": "bearer", "bearerFormat": "mk_<id>_<secret>",
         "description": document["components"]["securitySchemes"]["ApiKey"]["description"]}
-    sending = document["paths"]["/api/v1.0/mails/"]["post"]
-    assert sending["security"] == [{"ApiKey": []}] and {"401", "403", "429"} <= set(sending["responses"])
+    for path in ("/api/v1.0/mails/", "/api/v1.0/mails/batch"):
+        sending = document["paths"][path]["post"]
+        assert sending["security"] == [{"ApiKey": []}] and {"401", "403", "429"} <= set(sending["responses"])
     assert "security" not in document["paths"]["/api/v1.0/"]["get"]
     assert not any(path.startswith("/dashboard") for path in paths)
     body = document["paths"]["/api/v1.0/mails/"]["post"]["requestBody"]["content"]["application/json"]["schema"]

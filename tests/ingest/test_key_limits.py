@@ -1,4 +1,6 @@
 """Per-key token buckets: a key's rate and burst, shared out over the gateway's processes."""
+import pytest
+
 from ingest.api_keys import mint
 from ingest.key_limits import KeyLimits, retry_after
 
@@ -54,3 +56,18 @@ def test_keys_do_not_share_a_bucket():
 
 def test_retry_after_is_whole_seconds_rounded_up():
     assert [retry_after(s) for s in (0.01, 1.0, 1.2, 59.5)] == ["1", "1", "2", "60"]
+
+
+def test_a_batch_takes_one_token_per_mail_and_as_many_as_are_left():
+    clock = Clock()
+    limits = KeyLimits(100, 200, processes=2, clock=clock)
+    key, _ = mint(rate_per_s=10, burst=20)
+    assert limits.take(key, 4) == (4, 0.0)
+    taken, wait_s = limits.take(key, 10)
+    assert taken == 6 and wait_s == 4 / 5  # this process's share: a bucket of 10, 5 tokens a second
+    clock.now += 0.4
+    assert limits.take(key, 1) == (1, 0.0) and limits.take(key, 1)[0] == 1
+    assert limits.take(key, 0) == (0, 0.0)
+    assert limits.take(key, 1000) == (0, pytest.approx(10 / 5))  # waits for a full bucket at most, never for what cannot fit
+    unlimited, _ = mint(rate_per_s=0)
+    assert limits.take(unlimited, 1000) == (1000, 0.0)

@@ -11,12 +11,13 @@ from deploy.stack import LocalStack
 from tests.e2e.sessions import gateway
 
 CHUNK = b"x" * 65_536
-# Far past every limit (the largest is the mail body's 900,000 bytes): a server still reading here never stops.
+# Far past every limit (the largest is a batch of mails' 10,000,000 bytes): a server still reading here never stops.
 GIVE_UP_BYTES = 64 * 1024 * 1024
 
 # (method, path, needs the stack's key, limit in bytes)
 ENTRY_POINTS = (
     ("POST", "/api/v1.0/mails/", True, 900_000),
+    ("POST", "/api/v1.0/mails/batch", True, 10_000_000),
     ("POST", "/api/v1.0/mails/any-mail/events/", True, 900_000),
     ("POST", "/api/v1.0/keys/", True, 65_536),
     ("POST", "/api/v1.0/dispatcher/providers/", True, 65_536),

@@ -41,6 +41,7 @@ def test_a_mail_the_broker_may_have_written_is_not_called_unaccepted(broker):
         os.killpg(process.proc.pid, signal.SIGSTOP)
         try:
             answer = client.post("/api/v1.0/mails/", json=MAIL)
+            batch = client.post("/api/v1.0/mails/batch", json={"mails": [MAIL, MAIL]})
             minted = client.post("/api/v1.0/keys/", json={"scopes": ["read"]})
         finally:
             os.killpg(process.proc.pid, signal.SIGCONT)
@@ -48,5 +49,10 @@ def test_a_mail_the_broker_may_have_written_is_not_called_unaccepted(broker):
     assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
     assert body["accepted"] == "unknown" and "may or may not have been accepted" in body["error"]
     assert "Idempotency-Key" in body["error"] and "nothing was accepted" not in body["error"] and body["mail_id"]
+    # A batch says so of each mail, under each one's own id.
+    assert batch.status_code == 503 and batch.headers["Retry-After"], batch.text
+    items = batch.json()["mails"]
+    assert [(item["code"], item["accepted"], item["error"]) for item in items] == [(503, "unknown", body["error"])] * 2
+    assert len({item["mail_id"] for item in items}) == 2
     # So do the writes of keys (and of providers and configurations, through the same topic writer).
     assert minted.status_code == 503 and "may or may not have been stored" in minted.json()["error"], minted.text
