@@ -24,7 +24,7 @@ from ingest.responses import RETRY_AFTER_S, json_response
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event
 from schemas.model import Mail
-from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
+from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten, Output
 from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 
@@ -151,13 +151,15 @@ class Acceptor:
                          mails: Sequence[tuple[Mail, dict[str, object]]]) -> list[Answer]:
         """For each mail, 202 once the broker has it and 503 when it may not; each mail's detail goes into its
         acceptance record. The mails are published together, then the acceptance records of those taken."""
-        failures = await producer.send_all(
-            topics.REQUESTS, [(mail.id, codec.encode("mercury.MailRequest", mail.to_record())) for mail, _ in mails])
+        requests = [Output(topics.REQUESTS, mail.id, codec.encode("mercury.MailRequest", mail.to_record()))
+                    for mail, _ in mails]
+        failures = await producer.send_all(requests)
         answers = [accepted(mail) if failure is None else _unaccepted(mail, failure)
                    for (mail, _), failure in zip(mails, failures)]
         taken = [(mail, detail) for (mail, detail), failure in zip(mails, failures) if failure is None]
-        unrecorded = await producer.send_all(topics.EVENTS, [
-            (mail.id, encode_event(accepted_event(mail, "ingest", **detail))) for mail, detail in taken])
+        acceptances = [Output(topics.EVENTS, mail.id, encode_event(accepted_event(mail, "ingest", **detail)))
+                       for mail, detail in taken]
+        unrecorded = await producer.send_all(acceptances)
         for (mail, _), failure in zip(taken, unrecorded):
             if failure is not None:
                 # The mail is queued and will be delivered; only its acceptance record is missing.

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -40,6 +41,16 @@ class RecordRefused(BrokerUnavailable):
 # Errors that name the record, not the broker's state: retrying would wedge the partition behind it.
 REFUSED_FOR_GOOD = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
                               KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD})
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to write; `partition` -1 lets the key choose it."""
+
+    topic: str
+    key: str
+    value: bytes
+    partition: int = -1
 
 
 class AsyncProducer:
@@ -126,10 +137,11 @@ class AsyncProducer:
             raise failure
         self._brokers_down = False
 
-    async def send_all(self, topic: str, records: Sequence[tuple[str, bytes]]) -> list[BrokerUnavailable | None]:
-        """Send every (key, value) record at once and wait until each is acknowledged or failed: what `send` does
-        for each, with one wake-up of the caller for all of them rather than one per record (a batch of mails).
-        Raises nothing: each record's entry is None once acknowledged, else the error `send` would have raised."""
+    async def send_all(self, records: Sequence[Output]) -> list[BrokerUnavailable | None]:
+        """Send every record at once and wait until each is acknowledged or failed: what `send` does for each,
+        with one wake-up of the caller for all of them rather than one per record (a batch of mails, a mail's
+        events). Raises nothing: each record's entry is None once acknowledged, else the error `send` would have
+        raised."""
         if not records:
             return []
         loop = self._loop = asyncio.get_running_loop()
@@ -150,9 +162,9 @@ class AsyncProducer:
                     self._settled.append((done, None))
             return on_delivery
 
-        for index, (key, value) in enumerate(records):
+        for index, record in enumerate(records):
             try:
-                self._produce(topic, key, value, -1, reporter(index))
+                self._produce(record.topic, record.key, record.value, record.partition, reporter(index))
             except BrokerUnavailable as err:
                 failures[index], reported[index] = err, True
                 waiting -= 1

@@ -4,20 +4,11 @@ A record refused for good (too large for the broker) is not retried, or the part
 good: once the rest are acknowledged, the caller is told which were refused and decides what stands in for them."""
 import asyncio
 import logging
-from dataclasses import dataclass
 
-from schemas.producer import AsyncProducer, RecordRefused
+from schemas.producer import AsyncProducer, Output, RecordRefused
 
 log = logging.getLogger("mercury.schemas.publishing")
 BACKOFF_MAX_S = 5.0
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: str
-    value: bytes
-    partition: int = -1
 
 
 class RecordsRefused(Exception):
@@ -37,11 +28,9 @@ class Publisher:
         RecordsRefused, after every other record was acknowledged, if some can never be written."""
         pending, backoff, refused = outputs, 0.1, []
         while pending:
-            results = await asyncio.gather(
-                *(self._producer.send(o.topic, o.key, o.value, o.partition) for o in pending), return_exceptions=True)
+            results = await self._producer.send_all(pending)
             refused += [(o, r) for o, r in zip(pending, results) if isinstance(r, RecordRefused)]
-            failed = [(o, r) for o, r in zip(pending, results)
-                      if isinstance(r, Exception) and not isinstance(r, RecordRefused)]
+            failed = [(o, r) for o, r in zip(pending, results) if r is not None and not isinstance(r, RecordRefused)]
             pending = [o for o, _ in failed]
             if pending:
                 log.error("event=publish_failed records=%d error=%s retry_in_s=%.1f", len(pending), failed[0][1], backoff)
