@@ -30,7 +30,7 @@ from dispatcher.ownership import Lease, Ownership
 from dispatcher.pipeline import Backlog, run_ordered
 from dispatcher.provider_pool import ProviderPool, probe_lease_s
 from dispatcher.ratelimit import RateLimits
-from dispatcher.sender import ThreadedSender
+from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import topics
 from schemas.producer import AsyncProducer
@@ -53,7 +53,7 @@ def create_app(config: DispatcherConfig) -> faust.App:
                 TopicReplica(config.bootstrap, topics.LEDGER, instance, ledger.apply, publisher.publish,
                              since=ledger.window_start)]
     ledger.follow(replicas[1])
-    sender = ThreadedSender(config.send_threads)
+    sender = BoundedSender(config.send_concurrency)
     limits = RateLimits(config.rate_limits, health.fleet_size)
     ownership = Ownership()
     backlog = Backlog()
@@ -147,7 +147,8 @@ def create_app(config: DispatcherConfig) -> faust.App:
         await health.flush()
         for replica in replicas:
             replica.close()
-        sender.close()
+        for service in dispatcher.services():
+            service.close()
         publisher.close()
         log.info("event=dispatcher_closed worker=%s", instance)
 

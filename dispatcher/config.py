@@ -13,7 +13,7 @@ class DispatcherConfig:
     bootstrap: str
     worker_id: str
     max_in_flight: int
-    send_threads: int
+    send_concurrency: int
     breaker_failures: int
     breaker_recovery_s: float
     retry_delays: tuple[float, ...]
@@ -36,7 +36,8 @@ class DispatcherConfig:
             bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{socket.gethostname()}-{os.getpid()}"),
             max_in_flight=in_flight,
-            send_threads=int(env.get("MERCURY_SEND_THREADS", "16")),
+            # MERCURY_SEND_THREADS is this setting's name from when each send held a thread.
+            send_concurrency=int(env.get("MERCURY_SEND_CONCURRENCY", env.get("MERCURY_SEND_THREADS", "100"))),
             breaker_failures=defaults[BREAKERS]["failures"],
             breaker_recovery_s=defaults[BREAKERS]["recovery_s"],
             retry_delays=tuple(defaults[RETRY_LADDER]["delays_s"]),

@@ -260,7 +260,7 @@ class Dispatcher:
                              lease: Lease) -> tuple[SendResult | None, ProviderError | None]:
         """One send between its two ledger entries, its failure classified; an adapter fault counts as a
         provider error, so the breaker and the mail's history stay right and nothing is lost. A send still
-        waiting for a thread when its lease closes never starts: its `failed` entry says so, and it raises
+        waiting for a send slot when its lease closes never starts: its `failed` entry says so, and it raises
         Abandoned."""
         provider = service.name
         budget_ms = int((sum(service.timeout) + 1) * 1000)

@@ -1,10 +1,13 @@
-"""Provider adapters block on HTTP, so sends run in a bounded thread pool (each thread keeps its own session).
+"""At most `concurrency` provider sends at once per worker, each a coroutine on the worker's event loop.
 
-A send queued behind busy threads checks its lease when its thread takes it: one whose partition was given up
-meanwhile (or whose worker is stopping) never starts, so a rebalance waits for the sends really running, each
-bounded by its timeout, not for the whole queue."""
+HTTP adapters send through aiohttp on this loop, so a slot costs no thread: the bound is there to keep a worker
+from opening more connections to a provider, and holding more mails mid-send at a rebalance, than it can finish
+within a send's timeout (the SMTP adapter bounds its own threads the same way).
+
+A send waiting for a slot checks its lease when it gets one: one whose partition was given up meanwhile (or whose
+worker is stopping) never starts, so a rebalance waits for the sends really running, each bounded by its timeout,
+not for every send queued behind them."""
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 from dispatcher.ownership import Lease
 from providers.base import ProviderAdapter, SendResult
@@ -12,24 +15,18 @@ from schemas.model import Mail
 
 
 class NotStarted(Exception):
-    """The lease closed while the send waited for a thread; the provider was not called."""
+    """The lease closed while the send waited for a slot; the provider was not called."""
 
 
-class ThreadedSender:
-    def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
+class BoundedSender:
+    def __init__(self, concurrency: int) -> None:
+        """Raises ValueError for a concurrency below 1."""
+        if concurrency < 1:
+            raise ValueError(f"send concurrency must be at least 1, got {concurrency}")
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def __call__(self, service: ProviderAdapter, mail: Mail, lease: Lease) -> SendResult:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _send_if_still_leased, service, mail,
-                                                                lease)
-
-    def close(self) -> None:
-        """Stop the threads; sends still queued are dropped (their worker is stopping), running ones end
-        within their timeout."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _send_if_still_leased(service: ProviderAdapter, mail: Mail, lease: Lease) -> SendResult:
-    if not lease.may_send:  # a flag read across threads: set once by the event loop, never cleared
-        raise NotStarted()
-    return service.send(mail)
+        async with self._slots:
+            if not lease.may_send:
+                raise NotStarted()
+            return await service.send(mail)

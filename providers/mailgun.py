@@ -1,15 +1,17 @@
 """Mailgun: `POST /v3/{domain}/messages`, HTTP Basic `api:KEY`, multipart form, 200 `{"id", "message"}`."""
 from typing import Any
 
-import requests
+import aiohttp
+from urllib3.filepost import encode_multipart_formdata
 
-from providers.base import MailService
+from providers.base import Answer, MailService
 from providers.errors import ProviderConfigError
 from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
 
-# (field name, (filename, value[, content type])): requests' `files` shape; a None filename makes a plain field.
-FormFields = list[tuple[str, tuple[str | None, str | bytes] | tuple[str, bytes, str]]]
+# (field name, value) for a plain field, (field name, (filename, content, content type)) for a file part:
+# urllib3's multipart shape (the encoder requests uses: the form Mailgun's API and the sandbox are known to take).
+FormFields = list[tuple[str, str | tuple[str, bytes, str]]]
 
 
 class Mailgun(MailService):
@@ -25,7 +27,7 @@ class Mailgun(MailService):
         self.domain = domain
         self.url = f"{self.base_url}/v3/{domain}/messages"
         # Mailgun authenticates with HTTP Basic: the user is always the literal "api", the key is the password.
-        self.auth = ("api", api_key)
+        self.headers = {"Authorization": aiohttp.encode_basic_auth("api", api_key)}
 
     def prepare_message(self, mail: Mail) -> FormFields:
         # Mailgun counts an empty `text` or `html` as given, so only non-empty optional fields are sent.
@@ -47,12 +49,13 @@ class Mailgun(MailService):
             ("v:mercury-id", mail.id),
         ]
         files = [("attachment", (a.filename, a.content, a.content_type)) for a in mail.attachments]
-        return [(key, (None, value)) for key, value in fields] + files
+        return [*fields, *files]
 
-    def send_message(self, message: FormFields) -> requests.Response:
-        return self.post(self.url, files=message, auth=self.auth)
+    async def send_message(self, message: FormFields) -> Answer:
+        body, content_type = encode_multipart_formdata(message)
+        return await self.post(self.url, body, content_type, self.headers)
 
-    def response_details(self, response: requests.Response) -> str:
+    def response_details(self, response: Answer) -> str:
         try:
             message_id = response.json()["id"]
         except (ValueError, KeyError, TypeError):
@@ -60,7 +63,7 @@ class Mailgun(MailService):
         # The id is the Message-Id header, angle brackets included; events and webhooks report it bare.
         return normalise_message_id(str(message_id))
 
-    def error_detail(self, response: requests.Response) -> str:
+    def error_detail(self, response: Answer) -> str:
         # Most errors are JSON {"message": ...}, but a bad key gets a bare text "Forbidden".
         try:
             body: Any = response.json()

@@ -6,9 +6,7 @@ says whether the mail or the account is at fault.
 import base64
 from typing import Any
 
-import requests
-
-from providers.base import MailService
+from providers.base import Answer, MailService
 from providers.errors import PermanentError, ProviderError, ProviderFailure, TransientError
 from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
@@ -88,24 +86,24 @@ class Postmark(MailService):
             ]
         return message
 
-    def send_message(self, message: dict[str, Any]) -> requests.Response:
-        return self.post(self.url, json=message, headers=self.headers)
+    async def send_message(self, message: dict[str, Any]) -> Answer:
+        return await self.post_json(self.url, message, self.headers)
 
-    def response_details(self, response: requests.Response) -> str:
+    def response_details(self, response: Answer) -> str:
         try:
             message_id = response.json()["MessageID"]
         except (ValueError, KeyError, TypeError):
             return ""
         return normalise_message_id(str(message_id))
 
-    def error_detail(self, response: requests.Response) -> str:
+    def error_detail(self, response: Answer) -> str:
         # Errors are {"ErrorCode": n, "Message": ...}; a proxy in front of the API may answer HTML instead.
         code, message = _error_fields(response)
         if message:
             return f"{message} (ErrorCode {code})" if code is not None else message
         return super().error_detail(response)
 
-    def error_for(self, response: requests.Response) -> ProviderError:
+    def error_for(self, response: Answer) -> ProviderError:
         if response.status_code != 422:
             return super().error_for(response)
         code, _ = _error_fields(response)
@@ -117,7 +115,7 @@ class Postmark(MailService):
         return ProviderFailure(self.name, detail, status=status, body=body)
 
 
-def _error_fields(response: requests.Response) -> tuple[int | None, str]:
+def _error_fields(response: Answer) -> tuple[int | None, str]:
     """Postmark's `ErrorCode` and `Message`, or (None, "") when the body is not Postmark's error JSON."""
     try:
         body = response.json()

@@ -3,9 +3,7 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-import requests
-
-from providers.base import MailService
+from providers.base import Answer, MailService
 from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
 
@@ -55,15 +53,15 @@ class SendGrid(MailService):
             ]
         return message
 
-    def send_message(self, message: dict[str, Any]) -> requests.Response:
-        return self.post(self.url, json=message, headers=self.headers)
+    async def send_message(self, message: dict[str, Any]) -> Answer:
+        return await self.post_json(self.url, message, self.headers)
 
-    def response_details(self, response: requests.Response) -> str:
+    def response_details(self, response: Answer) -> str:
         # Success is 202 with an empty body: the only trace of the message is the X-Message-Id header,
         # which webhooks report as the start of `sg_message_id`.
         return normalise_message_id(response.headers.get("X-Message-Id", ""))
 
-    def error_detail(self, response: requests.Response) -> str:
+    def error_detail(self, response: Answer) -> str:
         # Errors are {"errors": [{"message": ..., "field": ...}, ...]}, one entry per problem found.
         try:
             errors = response.json()["errors"]

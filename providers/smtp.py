@@ -3,13 +3,18 @@
 The conversation is driven command by command (EHLO, STARTTLS, AUTH, MAIL, RCPT per recipient, DATA) so
 that each reply is classified where it comes: a refused recipient refuses only that recipient, and only
 a failure after the message's final "." can leave the relay holding the mail (ambiguous).
+
+smtplib blocks, so each conversation runs in a thread of the adapter's own bounded pool and `send` stays a
+coroutine like every adapter's; a send beyond the pool's threads waits for one.
 """
+import asyncio
 import logging
 import re
 import smtplib
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -100,10 +105,13 @@ class SmtpRelay(ProviderAdapter):
         ca_file: str | None = None,
         connect_timeout: float = 2.0,
         read_timeout: float = 10.0,
+        threads: int = 16,
     ) -> None:
-        """Raises ProviderConfigError for a bad host, port or security mode, or a password that would
-        cross the network in clear."""
+        """Raises ProviderConfigError for a bad host, port, security mode or thread count, or a password that
+        would cross the network in clear. `threads` bounds the conversations held at once."""
         super().__init__(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        if threads < 1:
+            raise ProviderConfigError(f"smtp: {threads} threads cannot send")
         if not host or any(c.isspace() for c in host):
             raise ProviderConfigError(f"smtp: host {host!r} is not a host name")
         if not 0 < port < 65536:
@@ -117,6 +125,7 @@ class SmtpRelay(ProviderAdapter):
         self.tls_context = ssl.create_default_context(cafile=ca_file) if security != "none" else None
         # smtplib would look the name up for every EHLO; once per process is enough.
         self.local_hostname = socket.getfqdn()
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smtp")
 
     def __repr__(self) -> str:
         return f"SmtpRelay({self.host!r}, {self.port}, security={self.security!r})"
@@ -160,7 +169,15 @@ class SmtpRelay(ProviderAdapter):
             content += b"\r\n"
         return Envelope(parseaddr(mail.sender)[1], recipients, content, normalise_message_id(message_id))
 
-    def send_message(self, message: Envelope) -> Receipt:
+    async def send_message(self, message: Envelope) -> Receipt:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._converse, message)
+
+    def close(self) -> None:
+        """Let the threads end with the conversations under way (each within its timeout) without waiting for
+        them: the dispatcher retires an adapter from its event loop."""
+        self._threads.shutdown(wait=False)
+
+    def _converse(self, message: Envelope) -> Receipt:
         """One SMTP conversation. Every step has what is left of the read timeout, so the whole send ends
         within connect plus read timeout however many recipients it has."""
         read_timeout = self.timeout[1]

@@ -10,6 +10,7 @@ from deploy.clickhouse import clickhouse_process
 from deploy.processes import free_port
 from deploy.stack import LocalStack, StackConfig
 from local_stack import STACK_ENV
+from loop_thread import LoopThread, Run
 from providers.config import ADAPTERS
 from sandbox_client import Sandbox, sandbox_process
 from tests.e2e.sessions import gateway
@@ -53,10 +54,20 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 
 
 @pytest.fixture
-def sandbox(sandbox_server: Sandbox) -> Sandbox:
-    """The shared sandbox with no faults and empty mailboxes."""
+def sandbox(sandbox_server: Sandbox) -> Iterator[Sandbox]:
+    """The shared sandbox with no faults and empty mailboxes; the adapters a test builds on it are closed after."""
     sandbox_server.reset()
-    return sandbox_server
+    yield sandbox_server
+    sandbox_server.close_services()
+
+
+@pytest.fixture(scope="session")
+def run() -> Iterator[Run]:
+    """Await a coroutine from test code on one background loop, shared by the session: an adapter's pooled
+    connections stay on the loop they were opened on, as in the dispatcher."""
+    loop = LoopThread()
+    yield loop.run
+    loop.close()
 
 
 @pytest.fixture(scope="session")

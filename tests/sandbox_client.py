@@ -21,6 +21,7 @@ class Sandbox:
         self.ports = ports
         self.control = f"http://{HOST}:{control_port}/sandbox"
         self.http = requests.Session()
+        self._services: list[ProviderAdapter] = []
 
     def url(self, provider: str) -> str:
         return f"http://{HOST}:{self.ports[provider]}"
@@ -64,7 +65,14 @@ class Sandbox:
         if read_timeout is not None:
             settings["MERCURY_PROVIDER_READ_TIMEOUT"] = str(read_timeout)
         [service] = load_providers(settings)
+        self._services.append(service)
         return service
+
+    def close_services(self) -> None:
+        """Close every adapter service() built, releasing its connections (and the SMTP relay's threads)."""
+        services, self._services = self._services, []
+        for service in services:
+            service.close()
 
 
 def sandbox_argv(ports: dict[str, int], control_port: int, *options: str) -> list[str]:

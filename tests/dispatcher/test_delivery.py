@@ -14,7 +14,7 @@ from dispatcher.health import FleetHealth
 from dispatcher.jobs import Source
 from dispatcher.ledger import SENDING
 from dispatcher.ratelimit import RateLimits
-from dispatcher.sender import ThreadedSender
+from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import codec, topics
 from schemas.publishing import Output
@@ -35,14 +35,14 @@ class Worker:
 
 
 def make_dispatcher(sandbox: Sandbox, fleet: Fleet, retry_ambiguous: bool = True, keys: dict[str, str] | None = None,
-                    failures: int = 2, rates: dict[str, float] | None = None, threads: int = 4) -> Worker:
+                    failures: int = 2, rates: dict[str, float] | None = None, concurrency: int = 4) -> Worker:
     env = {f"{name.upper()}_BASE_URL": sandbox.url(name) for name in sandbox.ports}
     env["MERCURY_PROVIDER_READ_TIMEOUT"] = "0.5"
     env.update(keys or {})
     services = load_providers(env)
     health = fleet.health([s.name for s in services], failures=failures, recovery_s=30)
     limits = RateLimits(rates or {}, health.fleet_size)
-    dispatcher = Dispatcher(services, health, fleet.ledger(health.instance), limits, ThreadedSender(threads), DELAYS,
+    dispatcher = Dispatcher(services, health, fleet.ledger(health.instance), limits, BoundedSender(concurrency), DELAYS,
                             retry_ambiguous, "test-worker", random.Random(7))
     return Worker(dispatcher, fleet)
 

@@ -11,7 +11,7 @@ from sandbox_client import Sandbox
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import Source
 from dispatcher.ratelimit import RateLimits
-from dispatcher.sender import ThreadedSender
+from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import codec, topics
 
@@ -20,7 +20,7 @@ def dispatcher_for(fleet, sandbox: Sandbox, providers: str) -> Dispatcher:
     services = load_providers({"MERCURY_PROVIDERS": providers, **sandbox.env()})
     health = fleet.health([s.name for s in services], failures=2, recovery_s=30)
     return Dispatcher(services, health, fleet.ledger(health.instance), RateLimits({}, health.fleet_size),
-                      ThreadedSender(2), (0.3, 0.6), True, "test-worker", random.Random(7))
+                      BoundedSender(2), (0.3, 0.6), True, "test-worker", random.Random(7))
 
 
 def request(mail_id: str, recipients: list[str]) -> bytes:

@@ -147,23 +147,27 @@ def test_a_dead_letter_is_published_before_the_dead_entry(fleet, sandbox):
     assert decoded(outputs, topics.EVENTS)[-1]["event"] == "dead_lettered"
 
 
-def test_a_send_still_waiting_for_a_thread_when_its_partition_is_revoked_never_starts(fleet, sandbox):
+def test_a_send_still_waiting_for_a_slot_when_its_partition_is_revoked_never_starts(fleet, sandbox):
     for provider in sandbox.ports:
         sandbox.set_faults(provider, latency_ms=400)
-    worker = make_dispatcher(sandbox, fleet, threads=1)
+    worker = make_dispatcher(sandbox, fleet, concurrency=1)
     ownership = worker.dispatcher.ownership
     running, running_source = request()
     queued, _ = request()
     queued_source = Source(topics.REQUESTS, 1, 1, 0)
-    queued_id = codec.decode(queued)[1]["id"]
+    running_id, queued_id = codec.decode(running)[1]["id"], codec.decode(queued)[1]["id"]
     leases = ownership.lease(topics.REQUESTS, 0), ownership.lease(topics.REQUESTS, 1)
+
+    async def sending(mail_id: str) -> None:
+        while (entry := worker.dispatcher._ledger.lookup(mail_id)) is None or entry.state != SENDING:
+            await asyncio.sleep(0.01)
 
     async def revoke_while_queued() -> list[list[Output]]:
         first = asyncio.ensure_future(worker.dispatcher.handle(running, None, running_source, leases[0]))
-        await asyncio.sleep(0.1)
+        await sending(running_id)
+        await asyncio.sleep(0.15)  # the `sending` entry acknowledged: the first send holds the only slot
         second = asyncio.ensure_future(worker.dispatcher.handle(queued, None, queued_source, leases[1]))
-        while (entry := worker.dispatcher._ledger.lookup(queued_id)) is None or entry.state != SENDING:
-            await asyncio.sleep(0.01)
+        await sending(queued_id)
         ownership.revoke([(topics.REQUESTS, 1)])
         await ownership.settled()
         return [await first, await second]

@@ -19,7 +19,7 @@ from dispatcher.ledger import SENDING
 from dispatcher.live_settings import LiveSettings
 from dispatcher.provider_pool import ProviderPool
 from dispatcher.ratelimit import RateLimits
-from dispatcher.sender import ThreadedSender
+from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import codec, topics
 from schemas.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, ConfigurationRecord
@@ -89,7 +89,7 @@ def worker(fleet: Fleet, sandbox: Sandbox) -> Worker:
     services = load_providers(env)
     health = fleet.health([s.name for s in services], failures=100, recovery_s=30)
     limits = RateLimits({}, health.fleet_size)
-    dispatcher = Dispatcher(services, health, fleet.ledger(health.instance), limits, ThreadedSender(4), DELAYS,
+    dispatcher = Dispatcher(services, health, fleet.ledger(health.instance), limits, BoundedSender(4), DELAYS,
                             True, "test-worker", random.Random(7))
     pool = ProviderPool(dispatcher, health, env, SecretBox(KEY))
     environment = {RETRY_LADDER: {"delays_s": list(DELAYS)}, BREAKERS: {"failures": 100, "recovery_s": 30.0},

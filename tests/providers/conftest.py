@@ -1,7 +1,7 @@
 """A real sandbox process on free ports, and provider adapters pointed at it."""
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sandbox_client import Sandbox
@@ -23,10 +23,8 @@ def provider(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def service(sandbox: Sandbox, provider: str) -> Iterator[MailService]:
-    service = sandbox.service(provider)
-    yield service
-    service.close()
+def service(sandbox: Sandbox, provider: str) -> MailService:
+    return sandbox.service(provider)
 
 
 @pytest.fixture

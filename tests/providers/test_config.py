@@ -2,6 +2,7 @@
 import pytest
 
 from providers import ProviderConfigError, ProviderError, load_providers
+from providers.base import environment_proxy
 from providers.mailgun import Mailgun
 from providers.sendgrid import SendGrid
 
@@ -65,3 +66,18 @@ def test_bad_settings_stop_at_start(env: dict[str, str], complaint: str) -> None
 def test_config_errors_are_not_provider_errors() -> None:
     # The dispatcher catches ProviderError per attempt; a config error must escape it and stop the process.
     assert not issubclass(ProviderConfigError, ProviderError)
+
+
+@pytest.mark.parametrize("url, proxy", [
+    ("https://api.mailgun.net", "http://proxy.internal:3128"),
+    ("http://api.mailgun.net", "http://plain-proxy.internal:3128"),
+    ("https://api.sendgrid.com", None),  # NO_PROXY
+    ("http://127.0.0.1:8025", None),  # NO_PROXY, with its port
+])
+def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, url: str, proxy: str | None) -> None:
+    for name, value in {"HTTPS_PROXY": "http://proxy.internal:3128", "HTTP_PROXY": "http://plain-proxy.internal:3128",
+                        "NO_PROXY": "sendgrid.com,127.0.0.1:8025"}.items():
+        monkeypatch.setenv(name, value)
+        monkeypatch.delenv(name.lower(), raising=False)  # the lower-case spelling wins where both are set
+
+    assert environment_proxy(url) == proxy

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import requests
+from loop_thread import Run
 from sandbox_client import Sandbox
 
 from providers import PermanentError
@@ -32,13 +33,9 @@ def digest(attachment: Attachment) -> dict:
 
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
 @pytest.mark.parametrize("attachments", [(), (PDF, NOTES)], ids=["no-attachments", "attachments"])
-def test_every_field_arrives_where_the_provider_puts_it(sandbox: Sandbox, provider, attachments):
+def test_every_field_arrives_where_the_provider_puts_it(sandbox: Sandbox, provider, attachments, run: Run):
     mail = full_mail(attachments)
-    service = sandbox.service(provider)
-    try:
-        result = service.send(mail)
-    finally:
-        service.close()
+    result = run(sandbox.service(provider).send(mail))
     [received] = sandbox.messages(provider)
     assert received["id"] == result.message_id
     assert (received["sender"], received["subject"]) == (mail.sender, mail.subject)
@@ -52,14 +49,10 @@ def test_every_field_arrives_where_the_provider_puts_it(sandbox: Sandbox, provid
 
 
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
-def test_an_html_only_mail_is_sent_without_an_empty_text_part(sandbox: Sandbox, provider):
+def test_an_html_only_mail_is_sent_without_an_empty_text_part(sandbox: Sandbox, provider, run: Run):
     mail = Mail(id="m-html", sender="noreply@mercury.example", recipients=("ada@example.com",), subject="s",
                 content="", created_at=1, html="<b>only html</b>")
-    service = sandbox.service(provider)
-    try:
-        service.send(mail)
-    finally:
-        service.close()
+    run(sandbox.service(provider).send(mail))
     [received] = sandbox.messages(provider)
     assert (received["text"], received["html"], received["cc"], received["tags"]) == ("", "<b>only html</b>", [], [])
 
@@ -111,16 +104,12 @@ def test_mailgun_refuses_what_the_real_api_refuses(sandbox: Sandbox, fields, wor
     assert sandbox.messages("mailgun") == []
 
 
-def test_a_duplicate_recipient_reaching_sendgrid_is_permanent(sandbox: Sandbox):
+def test_a_duplicate_recipient_reaching_sendgrid_is_permanent(sandbox: Sandbox, run: Run):
     """Validation refuses repeats before any send; were one to slip through, SendGrid's 400 dead-letters it."""
     mail = Mail(id="m-dup", sender="a@example.com", recipients=("ada@example.com",), subject="s", content="c",
                 created_at=1, bcc=("ada@example.com",))
-    service = sandbox.service("sendgrid")
-    try:
-        with pytest.raises(PermanentError) as caught:
-            service.send(mail)
-    finally:
-        service.close()
+    with pytest.raises(PermanentError) as caught:
+        run(sandbox.service("sendgrid").send(mail))
     assert "unique between to, cc, and bcc" in caught.value.detail
 
 

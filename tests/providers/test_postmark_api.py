@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 import requests
+from loop_thread import Run
 from sandbox_client import Sandbox
 
 from providers import PermanentError, ProviderError, ProviderFailure, TransientError, load_providers
@@ -48,13 +49,13 @@ def test_settings_come_from_the_environment() -> None:
     ],
 )
 def test_each_documented_error_code_is_classified(
-    sandbox: Sandbox, error_code: int, expected: type[ProviderError]
+    sandbox: Sandbox, error_code: int, expected: type[ProviderError], run: Run
 ) -> None:
     sandbox.set_faults("postmark", error_rate=1.0, status=422, error_code=error_code)
     service = sandbox.service("postmark")
 
     with pytest.raises(expected) as caught:
-        service.send(mail())
+        run(service.send(mail()))
 
     assert type(caught.value) is expected
     assert caught.value.status == 422
@@ -63,23 +64,23 @@ def test_each_documented_error_code_is_classified(
         assert caught.value.cause is FailureCause.PROVIDER
 
 
-def test_an_injected_422_without_a_code_is_postmarks_invalid_request(sandbox: Sandbox) -> None:
+def test_an_injected_422_without_a_code_is_postmarks_invalid_request(sandbox: Sandbox, run: Run) -> None:
     sandbox.set_faults("postmark", error_rate=1.0, status=422)
 
     with pytest.raises(PermanentError) as caught:
-        sandbox.service("postmark").send(mail())
+        run(sandbox.service("postmark").send(mail()))
 
     assert "ErrorCode 300" in caught.value.detail
 
 
-def test_every_field_reaches_postmark(sandbox: Sandbox) -> None:
+def test_every_field_reaches_postmark(sandbox: Sandbox, run: Run) -> None:
     sent = mail(
         recipients=("Ada <ada@example.com>", "grace@example.org"), cc=("cc@example.com",), bcc=("bcc@example.com",),
         html="<p>Body</p>", reply_to="replies@mercury.example", headers={"X-Campaign": "spring"},
         attachments=(Attachment("report.pdf", "application/pdf", b"%PDF-1.7"),), tags=("welcome", "spring"),
         metadata={"customer": "42"},
     )
-    result = sandbox.service("postmark").send(sent)
+    result = run(sandbox.service("postmark").send(sent))
 
     [received] = sandbox.messages("postmark")
     assert received["id"] == result.message_id

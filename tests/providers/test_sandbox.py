@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from loop_thread import Run
 from sandbox_client import HOST, Sandbox, sandbox_process
 
 from deploy.processes import free_port, port_open
@@ -83,12 +84,12 @@ def test_provider_port_serves_its_own_faults_and_messages(sandbox: Sandbox, prov
 
 
 def test_going_down_answers_held_requests_first(
-    sandbox: Sandbox, provider: str, new_mail: Callable[..., Mail]
+    sandbox: Sandbox, provider: str, new_mail: Callable[..., Mail], run: Run
 ) -> None:
     sandbox.set_faults(provider, timeout=True)
     service = sandbox.service(provider, read_timeout=10)
     results: list[SendResult] = []
-    held = threading.Thread(target=lambda: results.append(service.send(new_mail())))
+    held = threading.Thread(target=lambda: results.append(run(service.send(new_mail()))))
     held.start()
     assert wait_for(lambda: len(sandbox.messages(provider)) == 1)
 

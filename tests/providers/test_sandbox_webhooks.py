@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from loop_thread import Run
 from sandbox_client import Sandbox, sandbox_argv
 
 from deploy.processes import ManagedProcess, free_port, port_open
@@ -125,13 +126,13 @@ def webhook_sandbox(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
     process.stop()
 
 
-def send(sandbox: Sandbox, provider: str, recipients: tuple[str, ...]) -> str:
+def send(run: Run, sandbox: Sandbox, provider: str, recipients: tuple[str, ...]) -> str:
     """Send through the real adapter; the message id it records for the `sent` event."""
     service = sandbox.service(provider)
     mail = Mail(id=str(uuid.uuid4()), sender="noreply@mercury.example", recipients=recipients, subject="webhooks",
                 content="hello", created_at=int(time.time() * 1000))
     try:
-        return service.send(mail).message_id
+        return run(service.send(mail)).message_id
     finally:
         service.close()
 
@@ -144,8 +145,8 @@ def outcomes(records: list[dict], message_id: str) -> dict[str, list[tuple[str, 
     return found
 
 
-def test_mailgun_webhooks_arrive_signed_and_normalise_to_the_sent_message_id(webhook_sandbox, receiver, keys):
-    message_id = send(webhook_sandbox, "mailgun", RECIPIENTS)
+def test_mailgun_webhooks_arrive_signed_and_normalise_to_the_sent_message_id(webhook_sandbox, receiver, keys, run):
+    message_id = send(run, webhook_sandbox, "mailgun", RECIPIENTS)
     expected = sum(len(events) for events in EXPECTED.values())
     verifier = MailgunVerifier(keys.signing_key)
     records = []
@@ -159,8 +160,8 @@ def test_mailgun_webhooks_arrive_signed_and_normalise_to_the_sent_message_id(web
     assert all(r["reason"] for r in records if r["event"] == "bounced")
 
 
-def test_sendgrid_webhooks_arrive_signed_and_normalise_to_the_sent_message_id(webhook_sandbox, receiver, keys):
-    message_id = send(webhook_sandbox, "sendgrid", RECIPIENTS)
+def test_sendgrid_webhooks_arrive_signed_and_normalise_to_the_sent_message_id(webhook_sandbox, receiver, keys, run):
+    message_id = send(run, webhook_sandbox, "sendgrid", RECIPIENTS)
     [(headers, body)] = receiver.wait("/sendgrid", 1)
     SendGridVerifier(keys.public).verify(body, headers[SENDGRID_SIGNATURE_HEADER], headers[SENDGRID_TIMESTAMP_HEADER])
     assert body.endswith(b"\r\n")
@@ -169,18 +170,19 @@ def test_sendgrid_webhooks_arrive_signed_and_normalise_to_the_sent_message_id(we
     assert outcomes(records, message_id) == EXPECTED
 
 
-def test_a_refused_webhook_is_retried(webhook_sandbox: Sandbox, receiver: Receiver):
+def test_a_refused_webhook_is_retried(webhook_sandbox: Sandbox, receiver: Receiver, run: Run):
     before = len(receiver.wait("/sendgrid", 0))
     with receiver.lock:
         receiver.fail_first = 2
-    message_id = send(webhook_sandbox, "sendgrid", ("bob@example.com",))
+    message_id = send(run, webhook_sandbox, "sendgrid", ("bob@example.com",))
     [(_headers, body)] = receiver.wait("/sendgrid", before + 1)[before:]
     assert outcomes(sendgrid_records(json.loads(body), 0), message_id) == {"bob@example.com": [("delivered", "")]}
 
 
-def test_sigterm_stops_at_once_and_drops_what_was_not_yet_sent(tmp_path: Path, receiver: Receiver, keys: Keys):
+def test_sigterm_stops_at_once_and_drops_what_was_not_yet_sent(tmp_path: Path, receiver: Receiver, keys: Keys,
+                                                               run: Run):
     process, sandbox = start_sandbox(tmp_path, receiver, keys, delay_ms=60_000)
-    send(sandbox, "mailgun", ("bob@example.com",))
+    send(run, sandbox, "mailgun", ("bob@example.com",))
     started = time.monotonic()
     process.stop()
     assert process.proc.returncode == 0 and time.monotonic() - started < 10

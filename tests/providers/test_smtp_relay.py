@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from loop_thread import Run
 from sandbox_client import HOST, Sandbox, sandbox_process
 
 from deploy.processes import free_port, port_open
@@ -37,10 +38,10 @@ def mail(recipients: tuple[str, ...] = ("ada@example.com",), **fields: object) -
     return Mail(recipients=recipients, **{**defaults, **fields})
 
 
-def test_accepted_send_reports_the_message_id_header(sandbox: Sandbox) -> None:
+def test_accepted_send_reports_the_message_id_header(sandbox: Sandbox, run: Run) -> None:
     sent = mail(("ada@example.com", "grace@example.org"))
 
-    result = sandbox.service("smtp").send(sent)
+    result = run(sandbox.service("smtp").send(sent))
 
     assert (result.provider, result.status, result.refused) == ("smtp", 250, ())
     assert "@mercury.example" in result.message_id and result.latency_ms > 0
@@ -51,7 +52,7 @@ def test_accepted_send_reports_the_message_id_header(sandbox: Sandbox) -> None:
     assert received["custom"] == {"mercury-id": sent.id}
 
 
-def test_every_field_becomes_mime(sandbox: Sandbox) -> None:
+def test_every_field_becomes_mime(sandbox: Sandbox, run: Run) -> None:
     sent = mail(
         ("Ada <ada@example.com>",), cc=("cc@example.com",), bcc=("bcc@example.com",), html="<p>Hi</p>",
         reply_to="replies@mercury.example", headers={"X-Campaign": "spring"}, tags=("welcome", "spring"),
@@ -59,7 +60,7 @@ def test_every_field_becomes_mime(sandbox: Sandbox) -> None:
         metadata={"customer": "42"},
     )
 
-    sandbox.service("smtp").send(sent)
+    run(sandbox.service("smtp").send(sent))
 
     [received] = sandbox.messages("smtp")
     assert received["recipients"] == ["ada@example.com"]
@@ -73,15 +74,15 @@ def test_every_field_becomes_mime(sandbox: Sandbox) -> None:
     assert (attachment["filename"], attachment["size"]) == ("report.pdf", len(sent.attachments[0].content))
 
 
-def test_a_body_line_starting_with_a_dot_arrives_whole(sandbox: Sandbox) -> None:
-    sandbox.service("smtp").send(mail(content="first\n.\n.second"))
+def test_a_body_line_starting_with_a_dot_arrives_whole(sandbox: Sandbox, run: Run) -> None:
+    run(sandbox.service("smtp").send(mail(content="first\n.\n.second")))
 
     assert sandbox.messages("smtp")[0]["text"] == "first\n.\n.second"
 
 
-def test_wrong_password_is_a_provider_failure(sandbox: Sandbox) -> None:
+def test_wrong_password_is_a_provider_failure(sandbox: Sandbox, run: Run) -> None:
     with pytest.raises(ProviderFailure) as caught:
-        sandbox.service("smtp", api_key="wrong-key").send(mail())
+        run(sandbox.service("smtp", api_key="wrong-key").send(mail()))
 
     assert (caught.value.status, caught.value.protocol) == (535, "SMTP")
     assert str(caught.value).endswith("(SMTP 535)")
@@ -89,10 +90,10 @@ def test_wrong_password_is_a_provider_failure(sandbox: Sandbox) -> None:
     assert sandbox.messages("smtp") == []
 
 
-def test_no_credentials_is_a_provider_failure(sandbox: Sandbox) -> None:
+def test_no_credentials_is_a_provider_failure(sandbox: Sandbox, run: Run) -> None:
     """The relay wants AUTH first: 530 at MAIL FROM."""
     with pytest.raises(ProviderFailure) as caught:
-        sandbox.service("smtp", SMTP_USERNAME="").send(mail())
+        run(sandbox.service("smtp", SMTP_USERNAME="").send(mail()))
 
     assert caught.value.status == 530
 
@@ -115,12 +116,12 @@ def test_no_credentials_is_a_provider_failure(sandbox: Sandbox) -> None:
     ],
 )
 def test_each_reply_is_classified(
-    sandbox: Sandbox, status: int, reply: int, expected: type[ProviderError]
+    sandbox: Sandbox, status: int, reply: int, expected: type[ProviderError], run: Run
 ) -> None:
     sandbox.set_faults("smtp", error_rate=1.0, status=status)
 
     with pytest.raises(expected) as caught:
-        sandbox.service("smtp").send(mail())
+        run(sandbox.service("smtp").send(mail()))
 
     assert type(caught.value) is expected
     assert caught.value.status == reply and caught.value.body
@@ -130,30 +131,30 @@ def test_each_reply_is_classified(
         assert caught.value.retry_after is None
 
 
-def test_every_recipient_refused_is_permanent(sandbox: Sandbox) -> None:
+def test_every_recipient_refused_is_permanent(sandbox: Sandbox, run: Run) -> None:
     sandbox.set_faults("smtp", reject_recipients=["bounce"])
 
     with pytest.raises(PermanentError) as caught:
-        sandbox.service("smtp").send(mail(("bounce-1@example.com", "bounce-2@example.com")))
+        run(sandbox.service("smtp").send(mail(("bounce-1@example.com", "bounce-2@example.com"))))
 
     assert caught.value.status == 550
     assert "bounce-1@example.com" in caught.value.detail and "bounce-2@example.com" in caught.value.detail
     assert sandbox.messages("smtp") == []
 
 
-def test_a_malformed_address_is_permanent(sandbox: Sandbox) -> None:
+def test_a_malformed_address_is_permanent(sandbox: Sandbox, run: Run) -> None:
     with pytest.raises(PermanentError) as caught:
-        sandbox.service("smtp").send(mail(("not-an-address",)))
+        run(sandbox.service("smtp").send(mail(("not-an-address",))))
 
     assert caught.value.status == 553
 
 
 def test_some_recipients_refused_still_sends_to_the_rest(
-    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture, run: Run
 ) -> None:
     sandbox.set_faults("smtp", reject_recipients=["bounce"])
 
-    result = sandbox.service("smtp").send(mail(("ada@example.com", "will-bounce@example.com")))
+    result = run(sandbox.service("smtp").send(mail(("ada@example.com", "will-bounce@example.com"))))
 
     assert result.refused == ("will-bounce@example.com",)
     [received] = sandbox.messages("smtp")
@@ -161,27 +162,27 @@ def test_some_recipients_refused_still_sends_to_the_rest(
     assert "event=recipients_refused" in caplog.text and "will-bounce@example.com:550" in caplog.text
 
 
-def test_relay_down_is_a_network_failure_until_it_recovers(sandbox: Sandbox) -> None:
+def test_relay_down_is_a_network_failure_until_it_recovers(sandbox: Sandbox, run: Run) -> None:
     service = sandbox.service("smtp")
     sandbox.set_faults("smtp", down=True)
     assert not port_open(HOST, sandbox.ports["smtp"])
 
     with pytest.raises(TransientError) as caught:
-        service.send(mail())
+        run(service.send(mail()))
 
     assert caught.value.cause is FailureCause.NETWORK and caught.value.status is None
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     sandbox.reset()
-    assert service.send(mail()).message_id
+    assert run(service.send(mail())).message_id
 
 
-def test_no_reply_after_the_data_is_ambiguous(sandbox: Sandbox) -> None:
+def test_no_reply_after_the_data_is_ambiguous(sandbox: Sandbox, run: Run) -> None:
     service = sandbox.service("smtp", read_timeout=0.3)
     sandbox.set_faults("smtp", timeout=True)
 
     started = time.monotonic()
     with pytest.raises(AmbiguousError) as caught:
-        service.send(mail())
+        run(service.send(mail()))
 
     assert 0.3 <= time.monotonic() - started < 3
     assert caught.value.outcome is Outcome.AMBIGUOUS
@@ -189,33 +190,33 @@ def test_no_reply_after_the_data_is_ambiguous(sandbox: Sandbox) -> None:
     assert len(sandbox.messages("smtp")) == 1
 
 
-def test_the_read_timeout_bounds_the_whole_conversation(sandbox: Sandbox) -> None:
+def test_the_read_timeout_bounds_the_whole_conversation(sandbox: Sandbox, run: Run) -> None:
     """A relay slow at every step cannot stretch a send past connect plus read timeout."""
     sandbox.set_faults("smtp", latency_ms=1500)
     service = sandbox.service("smtp", SMTP_TIMEOUT="0.5")
 
     started = time.monotonic()
     with pytest.raises(AmbiguousError):
-        service.send(mail())
+        run(service.send(mail()))
 
     assert time.monotonic() - started < 1.5
     assert service.timeout == (2.0, 0.5)
 
 
-def test_latency_fault_adds_latency(sandbox: Sandbox) -> None:
+def test_latency_fault_adds_latency(sandbox: Sandbox, run: Run) -> None:
     sandbox.set_faults("smtp", latency_ms=150)
 
-    assert sandbox.service("smtp").send(mail()).latency_ms >= 150
+    assert run(sandbox.service("smtp").send(mail())).latency_ms >= 150
 
 
-def test_a_silent_server_is_a_network_failure() -> None:
+def test_a_silent_server_is_a_network_failure(run: Run) -> None:
     """Connected, but no greeting within the connect timeout: nothing was sent yet."""
     with socket.create_server((HOST, 0)) as silent:
         port = silent.getsockname()[1]
         service = load_providers({"MERCURY_PROVIDERS": "smtp", "SMTP_PORT": str(port),
                                   "MERCURY_PROVIDER_CONNECT_TIMEOUT": "0.3"})[0]
         with pytest.raises(TransientError) as caught:
-            service.send(mail())
+            run(service.send(mail()))
 
     assert caught.value.cause is FailureCause.NETWORK
 
@@ -288,35 +289,37 @@ def implicit_tls_sandbox(
     yield from tls_sandbox(tmp_path_factory.mktemp("implicit"), certificate, "implicit")
 
 
-def test_starttls_with_a_trusted_certificate(starttls_sandbox: Sandbox, certificate: tuple[Path, Path]) -> None:
+def test_starttls_with_a_trusted_certificate(
+    starttls_sandbox: Sandbox, certificate: tuple[Path, Path], run: Run
+) -> None:
     service = starttls_sandbox.service("smtp", SMTP_SECURITY="starttls", SMTP_CA_FILE=str(certificate[0]))
 
-    result = service.send(mail())
+    result = run(service.send(mail()))
 
     assert starttls_sandbox.messages("smtp")[-1]["id"] == result.message_id
 
 
-def test_plain_smtp_still_works_where_starttls_is_offered(starttls_sandbox: Sandbox) -> None:
-    assert starttls_sandbox.service("smtp", SMTP_SECURITY="none").send(mail()).message_id
+def test_plain_smtp_still_works_where_starttls_is_offered(starttls_sandbox: Sandbox, run: Run) -> None:
+    assert run(starttls_sandbox.service("smtp", SMTP_SECURITY="none").send(mail())).message_id
 
 
-def test_an_untrusted_certificate_is_a_provider_failure(starttls_sandbox: Sandbox) -> None:
+def test_an_untrusted_certificate_is_a_provider_failure(starttls_sandbox: Sandbox, run: Run) -> None:
     with pytest.raises(ProviderFailure) as caught:
-        starttls_sandbox.service("smtp", SMTP_SECURITY="starttls").send(mail())
+        run(starttls_sandbox.service("smtp", SMTP_SECURITY="starttls").send(mail()))
 
     assert "certificate" in caught.value.detail
 
 
-def test_starttls_asked_of_a_relay_without_it_is_a_provider_failure(sandbox: Sandbox) -> None:
+def test_starttls_asked_of_a_relay_without_it_is_a_provider_failure(sandbox: Sandbox, run: Run) -> None:
     with pytest.raises(ProviderFailure) as caught:
-        sandbox.service("smtp", SMTP_SECURITY="starttls").send(mail())
+        run(sandbox.service("smtp", SMTP_SECURITY="starttls").send(mail()))
 
     assert isinstance(caught.value.__cause__, smtplib.SMTPNotSupportedError)
 
 
-def test_implicit_tls(implicit_tls_sandbox: Sandbox, certificate: tuple[Path, Path]) -> None:
+def test_implicit_tls(implicit_tls_sandbox: Sandbox, certificate: tuple[Path, Path], run: Run) -> None:
     service = implicit_tls_sandbox.service("smtp", SMTP_SECURITY="tls", SMTP_CA_FILE=str(certificate[0]))
 
-    result = service.send(mail())
+    result = run(service.send(mail()))
 
     assert implicit_tls_sandbox.messages("smtp")[-1]["id"] == result.message_id

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import Source
 from dispatcher.ratelimit import RateLimits
-from dispatcher.sender import ThreadedSender
+from dispatcher.sender import BoundedSender
 from ingest.providers_api import PREFIX, ProvidersApi
 from providers import (ProviderAdapter, ProviderConfigError, ProviderError, ProviderFailure, TransientError,
                        load_providers)
@@ -26,6 +26,7 @@ from schemas.provider_entries import ProviderEntry, check_entry
 from schemas.provider_settings import InvalidSetting, from_environment
 from tests.dispatcher.conftest import Fleet
 from tests.ingest.admin_app import fresh_topic, serving
+from tests.loop_thread import Run
 
 KEY = Fernet.generate_key().decode()
 ENV = {"MERCURY_PROVIDERS": "mailgun,smtp", "MAILGUN_BASE_URL": "https://api.mailgun.net",
@@ -190,14 +191,14 @@ def answered_by(server: ThreadingHTTPServer, provider_type: str, status: int, co
     return build_provider(provider_type, provider_type, values)
 
 
-def failure(server: ThreadingHTTPServer, provider_type: str, status: int, content_type: str, body: str,
+def failure(run: Run, server: ThreadingHTTPServer, provider_type: str, status: int, content_type: str, body: str,
             headers: dict[str, str] | None = None) -> ProviderError:
     service = answered_by(server, provider_type, status, content_type, body, headers)
     mail = Mail(id="m-1", sender="a@example.com", recipients=("b@example.com",), subject="s", content="c",
                 created_at=1)
     try:
         with pytest.raises(ProviderError) as caught:
-            service.send(mail)
+            run(service.send(mail))
     finally:
         service.close()
     return caught.value
@@ -209,9 +210,9 @@ def shown(err: ProviderError) -> str:
 
 
 @pytest.mark.parametrize("provider_type", ["mailgun", "sendgrid", "postmark"])
-def test_an_arbitrary_answer_shows_only_its_class_and_status(answering: ThreadingHTTPServer,
-                                                             provider_type: str) -> None:
-    err = failure(answering, provider_type, 502, "text/html", PAGE)
+def test_an_arbitrary_answer_shows_only_its_class_and_status(answering: ThreadingHTTPServer, provider_type: str,
+                                                             run: Run) -> None:
+    err = failure(run, answering, provider_type, 502, "text/html", PAGE)
 
     assert isinstance(err, TransientError) and err.status == 502
     assert "internal-host" not in shown(err) and "<html" not in shown(err)
@@ -220,8 +221,8 @@ def test_an_arbitrary_answer_shows_only_its_class_and_status(answering: Threadin
 
 @pytest.mark.parametrize("provider_type", ["mailgun", "sendgrid", "postmark"])
 def test_a_redirect_answer_is_a_provider_failure_without_its_body(answering: ThreadingHTTPServer,
-                                                                  provider_type: str) -> None:
-    err = failure(answering, provider_type, 302, "text/html", PAGE, {"Location": "https://elsewhere.example/"})
+                                                                  provider_type: str, run: Run) -> None:
+    err = failure(run, answering, provider_type, 302, "text/html", PAGE, {"Location": "https://elsewhere.example/"})
 
     assert isinstance(err, ProviderFailure) and err.status == 302
     assert "internal-host" not in shown(err) and "elsewhere" not in shown(err)
@@ -233,8 +234,9 @@ def test_a_redirect_answer_is_a_provider_failure_without_its_body(answering: Thr
     ("postmark", '{"ErrorCode": 405, "Message": "domain suspended\\u001b[31m\\r\\nX-Injected: 1 %s"}'),
 ])
 def test_a_providers_own_error_message_is_shown_bounded_and_on_one_line(answering: ThreadingHTTPServer,
-                                                                         provider_type: str, body: str) -> None:
-    err = failure(answering, provider_type, 403 if provider_type != "postmark" else 422, "application/json",
+                                                                         provider_type: str, body: str,
+                                                                         run: Run) -> None:
+    err = failure(run, answering, provider_type, 403 if provider_type != "postmark" else 422, "application/json",
                   body % ("y" * 5000))
 
     assert isinstance(err, ProviderFailure)
@@ -249,7 +251,7 @@ def test_no_record_the_dispatcher_writes_carries_the_answer(answering: Threading
         service = answered_by(answering, "mailgun", 400, "text/html", PAGE)
         health = fleet.health([service.name], failures=100)
         dispatcher = Dispatcher([service], health, fleet.ledger(health.instance), RateLimits({}, health.fleet_size),
-                                ThreadedSender(1), (1.0,), True, "test-worker", random.Random(7))
+                                BoundedSender(1), (1.0,), True, "test-worker", random.Random(7))
         mail_id = uuid.uuid4().hex
         request = codec.encode("mercury.MailRequest", {
             "id": mail_id, "sender": "a@example.com", "recipients": ["b@example.com"], "subject": "s",
