@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos bench deps system-deps test-deps clean
+.PHONY: run test chaos bench soak deps system-deps test-deps clean
 
 run: deps
 	$(PY) -m deploy.stack
@@ -17,8 +17,17 @@ chaos: deps
 
 bench: deps
 	$(PY) -m deploy.bench
+	$(PY) -m deploy.bench_latency
+	$(PY) -m deploy.bench_batch
+	$(PY) -m deploy.bench_dispatcher
 	$(PY) -m deploy.bench_queries
 	$(PY) -m deploy.bench_ledger
+	$(PY) -m deploy.bench_broker
+
+# A steady load for SOAK_MINUTES in one-minute rounds: the first and the last round's latency.
+SOAK_MINUTES ?= 30
+soak: deps
+	$(PY) -m deploy.bench_latency --soak $(SOAK_MINUTES)
 
 deps: system-deps $(STAMP)
 

@@ -1,21 +1,21 @@
 """`make bench`: drive the local stack with concurrent HTTP clients and print measured figures.
 
 Each figure is printed as `name: value unit` on its own line so scripts can read it. Acceptance is
-measured in several rounds (the median is the figure; the machines are shared and noisy) by wrk (C, so the load generator costs little of the shared CPU); delivery and latency are
-read back from ClickHouse, as an operator would.
+measured in several rounds (the median is the figure; the machines are shared and noisy) by wrk (C, so the load
+generator costs little of the shared CPU); delivery and latency are read back from ClickHouse, as an operator
+would; the CPU each kind of process used over the run, divided by the mails delivered, is its cost per mail.
 """
 import logging
 import os
 import re
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from analytics.connection import connect
 from analytics.questions import delivery_time_stats
-from deploy.stack import LocalStack, StackConfig
+from deploy.bench_stack import configure_logging, fresh_stack, round_settings
+from deploy.stack import LocalStack
 
 log = logging.getLogger("mercury.bench")
 
@@ -39,42 +39,47 @@ def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path
     return total, int(bad.group(1)) if bad else 0
 
 
+def cpu_by_kind(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds used so far per kind of process (every dispatcher counted as one kind)."""
+    used: dict[str, float] = {}
+    for name, proc in stack.processes.items():
+        kind = name.split("-")[0]
+        used[kind] = used.get(kind, 0.0) + proc.cpu_seconds()
+    return used
+
+
 def count(client, sql: str, params: dict) -> int:
     return client.execute(sql, params)[0][0]
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    seconds = int(os.environ.get("MERCURY_BENCH_SECONDS", "10"))
-    rounds = int(os.environ.get("MERCURY_BENCH_ROUNDS", "3"))
+    configure_logging()
+    seconds, rounds = round_settings()
     connections = int(os.environ.get("MERCURY_BENCH_CONNECTIONS", "64"))
-    with tempfile.TemporaryDirectory(prefix="mercury-bench-") as state:
-        config = StackConfig.on_free_ports(Path(state), extra_env={"MERCURY_SINK_BATCH_SECONDS": "0.5"})
-        stack = LocalStack(config).start()
-        try:
-            client = connect({"CLICKHOUSE_HOST": "127.0.0.1", "CLICKHOUSE_PORT": str(config.clickhouse_port)})
-            script = Path(state) / "post.lua"
-            script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
-            started_ms = time.time_ns() // 1_000_000
-            url = f"{config.api_url}/api/v1.0/mails/"
-            runs = [run_wrk(url, seconds, connections, 2, script) for _ in range(rounds)]
-            accepted = sum(total - non_2xx for total, non_2xx in runs)
-            non_2xx = sum(bad for _, bad in runs)
-            rates = [(total - bad) / seconds for total, bad in runs]
-            since = {"since": started_ms}
-            deadline = time.monotonic() + 300
-            sent = 0
-            while time.monotonic() < deadline:
-                sent = count(client, "SELECT uniqExact(mail) FROM events WHERE event = 'sent' AND created_at_ms >= %(since)s", since)
-                if sent >= accepted:
-                    break
-                time.sleep(1)
-            first_accept, last_sent = client.execute(
-                "SELECT (SELECT min(created_at_ms) FROM events WHERE event = 'accepted' AND created_at_ms >= %(since)s),"
-                " (SELECT max(created_at_ms) FROM events WHERE event = 'sent' AND created_at_ms >= %(since)s)", since)[0]
-            stats = delivery_time_stats(client, since_ms=started_ms)
-        finally:
-            stack.stop()
+    with fresh_stack("mercury-bench-") as (stack, client):
+        config = stack.config
+        script = config.state_dir / "post.lua"
+        script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
+        cpu_before = cpu_by_kind(stack)
+        started_ms = time.time_ns() // 1_000_000
+        url = f"{config.api_url}/api/v1.0/mails/"
+        runs = [run_wrk(url, seconds, connections, 2, script) for _ in range(rounds)]
+        accepted = sum(total - non_2xx for total, non_2xx in runs)
+        non_2xx = sum(bad for _, bad in runs)
+        rates = [(total - bad) / seconds for total, bad in runs]
+        since = {"since": started_ms}
+        deadline = time.monotonic() + 300
+        sent = 0
+        while time.monotonic() < deadline:
+            sent = count(client, "SELECT uniqExact(mail) FROM events WHERE event = 'sent' AND created_at_ms >= %(since)s", since)
+            if sent >= accepted:
+                break
+            time.sleep(1)
+        cpu_used = {kind: used - cpu_before[kind] for kind, used in cpu_by_kind(stack).items()}
+        first_accept, last_sent = client.execute(
+            "SELECT (SELECT min(created_at_ms) FROM events WHERE event = 'accepted' AND created_at_ms >= %(since)s),"
+            " (SELECT max(created_at_ms) FROM events WHERE event = 'sent' AND created_at_ms >= %(since)s)", since)[0]
+        stats = delivery_time_stats(client, since_ms=started_ms)
     print(f"accepted_mails: {accepted} mails")
     print(f"rejected_or_failed_requests: {non_2xx} requests")
     print(f"accepted_rate: {statistics.median(rates):.0f} mails/s")
@@ -83,6 +88,8 @@ def main() -> None:
     print(f"delivered_rate: {sent / max((last_sent - first_accept) / 1000, 1e-3):.0f} mails/s")
     print(f"accept_to_sent_p50: {stats['p50_ms']:.0f} ms")
     print(f"accept_to_sent_p99: {stats['p99_ms']:.0f} ms")
+    for kind, used in sorted(cpu_used.items()):
+        print(f"cpu_per_mail_{kind}: {used * 1000 / max(sent, 1):.3f} ms")
 
 
 if __name__ == "__main__":

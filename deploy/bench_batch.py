@@ -9,16 +9,14 @@ Figures are printed as `name: value unit`, the median over rounds first.
 import logging
 import os
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import requests
 
 from deploy.bench import WRK_SCRIPT, run_wrk
-from deploy.stack import LocalStack, StackConfig
+from deploy.bench_stack import configure_logging, fresh_stack, round_settings
 
 log = logging.getLogger("mercury.bench_batch")
 BATCH_MAILS = 1000
@@ -68,23 +66,18 @@ def batch_round(url: str, key: str, body: bytes, clients: int, seconds: float) -
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    seconds = int(os.environ.get("MERCURY_BENCH_SECONDS", "10"))
-    rounds = int(os.environ.get("MERCURY_BENCH_ROUNDS", "3"))
+    configure_logging()
+    seconds, rounds = round_settings()
     clients = int(os.environ.get("MERCURY_BENCH_BATCH_CLIENTS", "4"))
     connections = int(os.environ.get("MERCURY_BENCH_CONNECTIONS", "64"))
     body = batch_body()
-    with tempfile.TemporaryDirectory(prefix="mercury-bench-batch-") as state:
-        config = StackConfig.on_free_ports(Path(state), extra_env={"MERCURY_SINK_BATCH_SECONDS": "0.5"})
-        stack = LocalStack(config).start()
-        try:
-            url = f"{config.api_url}/api/v1.0/mails/batch"
-            runs = [batch_round(url, stack.admin_key, body, clients, seconds) for _ in range(rounds)]
-            script = Path(state) / "post.lua"
-            script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
-            total, non_2xx = run_wrk(f"{config.api_url}/api/v1.0/mails/", seconds, connections, 2, script)
-        finally:
-            stack.stop()
+    with fresh_stack("mercury-bench-batch-") as (stack, _client):
+        api_url = stack.config.api_url
+        runs = [batch_round(f"{api_url}/api/v1.0/mails/batch", stack.admin_key, body, clients, seconds)
+                for _ in range(rounds)]
+        script = stack.config.state_dir / "post.lua"
+        script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
+        total, non_2xx = run_wrk(f"{api_url}/api/v1.0/mails/", seconds, connections, 2, script)
     rates = [rate for rate, _ in runs]
     print(f"batch_accepted_rate: {statistics.median(rates):.0f} mails/s")
     print(f"batch_accepted_rate_rounds: {' '.join(f'{r:.0f}' for r in rates)} mails/s")

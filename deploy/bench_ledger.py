@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 from confluent_kafka import Producer
 
+from deploy.bench_stack import configure_logging
 from deploy.stack import LocalStack, StackConfig
 from schemas import codec, topics
 
@@ -95,7 +96,7 @@ def first_send(history: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    configure_logging()
     history = int(os.environ.get("MERCURY_BENCH_LEDGER_MAILS", "2000000"))
     empty_s, empty_mb = first_send(0)
     full_s, full_mb = first_send(history)

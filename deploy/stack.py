@@ -166,14 +166,16 @@ class LocalStack:
         self._create_topics()
         return broker
 
-    def start_sandbox(self) -> ManagedProcess:
+    def start_sandbox(self, webhooks: bool = True) -> ManagedProcess:
+        """`webhooks` off: the providers send no reports back (a bench of the dispatchers alone has no gateway)."""
         c = self.config
         return self._start(self._python(
             "sandbox",
             ["-m", "providers.sandbox", "--mailgun-port", str(c.mailgun_port), "--sendgrid-port",
              str(c.sendgrid_port), "--postmark-port", str(c.postmark_port), "--smtp-port", str(c.smtp_port),
              "--control-port", str(c.sandbox_control_port)],
-            lambda: http_ok(f"{c.sandbox_url}/sandbox/health"), self.webhook_keys.sandbox_env(c.api_url)))
+            lambda: http_ok(f"{c.sandbox_url}/sandbox/health"),
+            self.webhook_keys.sandbox_env(c.api_url) if webhooks else {}))
 
     def start_dispatcher(self, n: int) -> ManagedProcess:
         name = f"dispatcher-{n}"
