@@ -7,7 +7,7 @@ de-duplicate what lands twice. Records that cannot become rows are logged with t
 committed with the batch, so one poison record never stalls the stream.
 
 Configuration (environment): KAFKA_BOOTSTRAP, MERCURY_SINK_GROUP, MERCURY_SINK_BATCH_SIZE,
-MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_METRICS_PORT, MERCURY_RETENTION_DAYS (the sink drops days past it, hourly),
+MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_FETCH_WAIT_MS, MERCURY_SINK_METRICS_PORT, MERCURY_RETENTION_DAYS (the sink drops days past it, hourly),
 and the CLICKHOUSE_* variables of analytics.connection.
 """
 import logging
@@ -41,6 +41,8 @@ class SinkConfig:
     batch_size: int = 5000
     batch_seconds: float = 0.5
     session_timeout_ms: int = 6000
+    # It batches for longer anyway; fuller fetches cost the local broker less (schemas.kafka_timings).
+    fetch_wait_ms: int = 200
     metrics_port: int | None = None
 
     @classmethod
@@ -53,6 +55,7 @@ class SinkConfig:
             batch_seconds=float(env.get("MERCURY_SINK_BATCH_SECONDS", defaults.batch_seconds)),
             session_timeout_ms=int(float(env.get("MERCURY_KAFKA_SESSION_TIMEOUT_S", defaults.session_timeout_ms / 1000))
                                    * 1000),
+            fetch_wait_ms=int(env.get("MERCURY_SINK_FETCH_WAIT_MS", defaults.fetch_wait_ms)),
             metrics_port=int(port) if (port := env.get("MERCURY_SINK_METRICS_PORT")) else None,
         )
 
@@ -74,7 +77,7 @@ def consumer_config(config: SinkConfig) -> dict[str, object]:
         # Fewer, fuller fetches: the local broker's fetch cost grows with the partition's length, so a
         # fetch per handful of records would dominate its CPU. The sink batches for longer than this anyway.
         "fetch.min.bytes": 256 * 1024,
-        "fetch.wait.max.ms": 200,
+        "fetch.wait.max.ms": config.fetch_wait_ms,
         "logger": logging.getLogger("mercury.analytics.kafka"),
         "error_cb": _on_client_error,
     }
