@@ -20,6 +20,7 @@ bench: deps
 	$(PY) -m deploy.bench_latency
 	$(PY) -m deploy.bench_batch
 	$(PY) -m deploy.bench_dispatcher
+	$(PY) -m deploy.bench_sink
 	$(PY) -m deploy.bench_queries
 	$(PY) -m deploy.bench_ledger
 	$(PY) -m deploy.bench_broker

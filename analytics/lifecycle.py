@@ -25,8 +25,6 @@ IN_WINDOW = """
     created_at >= toDateTime(%(since_s)s) AND created_at < toDateTime(%(until_s)s)
     AND created_at_ms >= %(since_ms)s AND created_at_ms < %(until_ms)s
 """
-# Rows from the window's start on, without end: what happened later to mails accepted in the window.
-FROM_START = "created_at >= toDateTime(%(since_s)s) AND created_at_ms >= %(since_ms)s"
 
 
 def params(**values: object) -> dict[str, object]:

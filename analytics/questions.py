@@ -1,138 +1,89 @@
-"""The operators' questions, as SQL (all of it here) with thin Python wrappers returning plain dicts.
+"""The operators' questions, as SQL with thin Python wrappers returning plain dicts.
 
-Every query reads with FINAL, so a re-delivered row never counts twice, and filters with PREWHERE: after
-FINAL, a WHERE runs only once every row of the parts read has been merged, while PREWHERE drops rows
-before (copies of a row are identical, so filtering first never separates them). Values from the shared
-vocabulary and from callers are query parameters, never formatted into the SQL. A mail counts as
-accepted from its `mails` row or from an `accepted` event, whichever came first, so mails from outside
-producers that never passed the gateway are counted too.
+The questions over mails and provider activity read the rollups (analytics.rollups): settled minutes from
+the pre-aggregated tables, the rest of the window (its last minutes, a partial minute at either end, minutes
+a late row touched) from the raw tables through the same SQL that settles them, so a month costs about what a
+few minutes of raw events do, and the answer is what the raw events say. Timeline buckets that are not whole
+minutes are read from the raw events alone. The per-mail views (trace, breakers, feedback) read the raw
+tables: every raw read uses FINAL, so a re-delivered row never counts twice, and filters with PREWHERE, which
+drops rows before FINAL merges them (copies of a row are identical, so filtering first never separates them).
+Values from the shared vocabulary and from callers are query parameters, never formatted into the SQL.
 
-Every question over time takes a window [since_ms, until_ms). Tables are partitioned by day, and each
-window also bounds created_at (the partition column), so a question reads only the days it covers.
+A mail counts as accepted from its `mails` row or from an `accepted` event, whichever came first, so mails
+from outside producers that never passed the gateway are counted too (a row without a time takes the event's).
+Every question over time takes a window [since_ms, until_ms); tables are partitioned by day, and each window
+bounds the partition column, so a question reads only the days it covers.
 
 Every question about mails or events takes a tenant (analytics.tenants): None answers for every tenant,
 a tenant name only about that tenant's mails and their events. Fleet-wide views (breakers, provider
 feedback) take none.
 
-Quantiles are exact (quantilesExact: the value at rank floor(level * n) of the sorted durations, no
-interpolation). quantileTiming would clamp at 30 s, and quantilesTDigest answers differently on 18.16
-and on current ClickHouse; exact quantiles cost memory in proportion to the rows in the window, so
-callers over a long history pass a window.
+Quantiles are exact (the value at rank floor(level * n) of the sorted values, no interpolation, as
+quantilesExact picks it; send latencies come from histograms with one count per distinct millisecond).
+quantileTiming would clamp at 30 s, and quantilesTDigest answers differently on 18.16 and on current
+ClickHouse.
 """
 import math
 
 from clickhouse_driver import Client
 
-from analytics import tenants
-from analytics.lifecycle import EVENT_SEQUENCE, FROM_START, IN_WINDOW, params
+from analytics.lifecycle import EVENT_SEQUENCE, IN_WINDOW, params
+from analytics.rollups import milestones, provider_slots
+from analytics.rollups.spans import LAST_MS, MINUTE_MS
 from analytics.store import QUEUED, MailStore
 from schemas import events
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
 
 
-# The milestones of mails accepted in the window: their events, and their mails row standing in for an
-# `accepted` event. (The mails branch renames id in a subquery: an alias named like a column replaces
-# that column everywhere.) No event of such a mail precedes its acceptance, hence the events' bound.
-_MILESTONES = f"""
-    SELECT mail, '' AS id, %(event_accepted)s AS event, created_at_ms, toUInt64(0) AS kafka_offset,
-           '' AS provider, 0 AS is_event
-    FROM (SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {IN_WINDOW}{tenants.MAILS})
-    UNION ALL
-    SELECT mail, id, event, created_at_ms, kafka_offset, provider, 1 AS is_event
-    FROM events FINAL
-    PREWHERE {FROM_START}{tenants.EVENTS_ACCEPTED_FROM_START}
+_DURATIONS = """
+    SELECT count(), max(duration), avg(duration), quantilesExact(0.5, 0.95, 0.99)(duration)
+    FROM (SELECT toInt64({target}) - toInt64(accepted_ms) AS duration FROM ({milestones}) WHERE {target} != 0)
 """
 
-_DURATION_STATS = f"""
-    SELECT count(), max(duration_ms), avg(duration_ms), quantilesExact(0.5, 0.95, 0.99)(duration_ms)
-    FROM
-    (
-        SELECT
-            countIf(event = %(event_accepted)s) AS accepted_marks,
-            countIf(event = %(target)s) AS target_marks,
-            minIf(created_at_ms, event = %(event_accepted)s) AS accepted_ms,
-            toInt64(minIf(created_at_ms, event = %(target)s)) - toInt64(accepted_ms) AS duration_ms
-        FROM ({_MILESTONES})
-        GROUP BY mail
-    )
-    WHERE accepted_marks > 0 AND target_marks > 0 AND accepted_ms >= %(since_ms)s AND accepted_ms < %(until_ms)s
-"""
-
-# Unfinished mails in two steps, because grouping every event of a long window by mail is the costliest
-# thing a question could do: first the oldest mails accepted in the window that reached no terminal event
-# (two narrow scans), then the last event of just those.
-_UNFINISHED = f"""
-    SELECT mail, min(created_at_ms) AS accepted_ms
-    FROM
-    (
-        SELECT id AS mail, created_at_ms FROM mails FINAL PREWHERE {IN_WINDOW}{tenants.MAILS}
-        UNION ALL
-        SELECT mail, created_at_ms FROM events FINAL
-        PREWHERE event = %(event_accepted)s AND {IN_WINDOW}{tenants.EVENTS_ACCEPTED_FROM_START}
-    )
-    WHERE mail NOT IN (SELECT mail FROM events FINAL PREWHERE event IN %(terminal)s AND {FROM_START})
-    GROUP BY mail
+_UNFINISHED = """
+    SELECT mail, accepted_ms, last_event, last_event_ms, last_provider, attempts
+    FROM ({milestones})
+    WHERE finished = 0
     ORDER BY accepted_ms, mail
     LIMIT %(limit)s
 """
 
-_LAST_EVENTS = f"""
-    SELECT
-        mail,
-        argMax(event, ({EVENT_SEQUENCE})),
-        max(created_at_ms),
-        argMaxIf(provider, ({EVENT_SEQUENCE}), event = %(event_dispatched)s),
-        countIf(event = %(event_dispatched)s)
-    FROM events FINAL
-    PREWHERE mail IN %(mails)s AND {FROM_START}
-    GROUP BY mail
-"""
-
-_PROVIDER_STATS = f"""
-    SELECT
-        provider,
-        countIf(event = %(event_dispatched)s) AS attempts,
-        countIf(event = %(event_sent)s) AS sent,
-        countIf(event = %(event_attempt_failed)s) AS failed,
-        countIf(event = %(event_sent)s AND latency_ms IS NOT NULL) AS timed,
-        maxIf(latency_ms, event = %(event_sent)s) AS latency_max,
-        avgIf(latency_ms, event = %(event_sent)s) AS latency_avg,
-        quantilesExactIf(0.5, 0.95, 0.99)(latency_ms, event = %(event_sent)s) AS latency_quantiles
-    FROM events FINAL
-    PREWHERE provider != '' AND {IN_WINDOW}{tenants.EVENTS}
+_FAILURE_COUNTS = """
+    SELECT provider, sum(network), sum(provider_outage), sum(rate_limit), sum(permanent), sum(provider_failure),
+           sum(ambiguous), sum(failed)
+    FROM ({slots})
     GROUP BY provider
+    HAVING sum(failed) > 0
     ORDER BY provider
 """
 
-_PROVIDER_TIMELINE = f"""
-    SELECT
-        intDiv(created_at_ms, %(bucket_ms)s) * %(bucket_ms)s AS bucket_start_ms,
-        provider,
-        countIf(event = %(event_dispatched)s) AS attempts,
-        countIf(event = %(event_sent)s) AS sent,
-        countIf(event = %(event_attempt_failed)s) AS failed,
-        quantilesExactIf(0.5, 0.95)(latency_ms, event = %(event_sent)s) AS latency_quantiles
-    FROM events FINAL
-    PREWHERE provider != '' AND {IN_WINDOW}{tenants.EVENTS}
-    GROUP BY bucket_start_ms, provider
-    ORDER BY bucket_start_ms, provider
+# Attempts and send latencies per group (provider, or bucket and provider) from the slots: each slot's counts
+# ride on the first of its latency values (LEFT ARRAY JOIN keeps a slot without any). The quantile at `level`
+# is the value at rank floor(level * n): the first value whose running count passes that rank, as
+# quantilesExact picks it from the sorted values.
+_ACTIVITY = """
+    SELECT {keys}, attempts, sent, failed, timed, latency_max, latency_avg, [{quantiles}]
+    FROM
+    (
+        SELECT {keys}, sum(attempt_count) AS attempts, sum(sent_count) AS sent, sum(failed_count) AS failed,
+               sum(n) AS timed, maxIf(latency, n > 0) AS latency_max, sum(latency * n) / timed AS latency_avg,
+               arraySort(groupArrayIf(latency, n > 0)) AS ordered,
+               arrayCumSum(arraySort((c, v) -> v, groupArrayIf(n, n > 0), groupArrayIf(latency, n > 0))) AS ranks
+        FROM
+        (
+            SELECT {keys}, latency, sum(if(i <= 1, attempts, 0)) AS attempt_count,
+                   sum(if(i <= 1, sent, 0)) AS sent_count, sum(if(i <= 1, failed, 0)) AS failed_count,
+                   sum(times) AS n
+            FROM ({slots})
+            LEFT ARRAY JOIN latencies AS latency, latency_counts AS times, arrayEnumerate(latencies) AS i
+            WHERE provider != ''
+            GROUP BY {keys}, latency
+        )
+        GROUP BY {keys}
+    )
+    ORDER BY {keys}
 """
-
-_FAILURE_CAUSES = f"""
-    SELECT
-        provider,
-        countIf(outcome = %(outcome_transient)s AND cause = %(cause_network)s) AS network,
-        countIf(outcome = %(outcome_transient)s AND cause = %(cause_provider)s) AS provider_outage,
-        countIf(outcome = %(outcome_transient)s AND cause = %(cause_rate_limit)s) AS rate_limit,
-        countIf(outcome = %(outcome_permanent)s) AS permanent,
-        countIf(outcome = %(outcome_provider_failure)s) AS provider_failure,
-        countIf(outcome = %(outcome_ambiguous)s) AS ambiguous,
-        count() AS total
-    FROM events FINAL
-    PREWHERE event = %(event_attempt_failed)s AND {IN_WINDOW}{tenants.EVENTS}
-    GROUP BY provider
-    ORDER BY provider
-"""
+_QUANTILE = "ordered[arrayFirstIndex(r -> r > toUInt64(floor({level} * timed)), ranks)]"
 
 _TRACE_EVENTS = f"""
     SELECT id, event, created_at_ms, created_by, provider, outcome, cause, status, message_id, latency_ms, blob
@@ -206,8 +157,6 @@ _CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_fa
 _TERMINAL = {event.value for event in TERMINAL_EVENTS}
 # The events whose message_id is the provider's id of this mail's send (a duplicate repeats the first send's).
 _SENDING = {EventType.SENT.value, EventType.DUPLICATE.value}
-# The last millisecond a DateTime column can hold.
-_LAST_MS = 2**32 * 1000 - 1
 
 
 def mail_trace(client: Client, mail_id: str, tenant: str | None = None) -> dict | None:
@@ -265,34 +214,31 @@ def unfinished_mails(
     dispatched to."""
     now_ms = events.now_ms() if now_ms is None else now_ms
     cutoff_ms = max(0, now_ms - int(older_than_s * 1000))
-    window = _window(since_ms, cutoff_ms + 1, limit=limit)
-    accepted = client.execute(*tenants.scoped(_UNFINISHED, tenant, **window))
-    if not accepted:
-        return []
-    last = {mail: rest for mail, *rest in client.execute(
-        _LAST_EVENTS, {**window, "mails": tuple(mail for mail, _ in accepted)})}
-    result = []
-    for mail, accepted_ms in accepted:
-        last_event, last_event_ms, last_provider, attempts = last.get(mail, (None, None, "", 0))
-        result.append({
-            "mail": mail, "accepted_at": accepted_ms, "last_event": last_event, "last_event_at": last_event_ms,
-            "last_provider": last_provider or None, "attempts": attempts, "age_ms": now_ms - accepted_ms,
-        })
-    return result
+    since, until = _bounds(since_ms, cutoff_ms + 1)
+    query, values = milestones.rows(client, since, until, tenant)
+    rows = client.execute(_UNFINISHED.format(milestones=query), {**values, "limit": limit})
+    return [
+        {
+            "mail": mail, "accepted_at": accepted_ms, "last_event": last_event or None,
+            "last_event_at": last_event_ms if last_event else None, "last_provider": last_provider or None,
+            "attempts": attempts, "age_ms": now_ms - accepted_ms,
+        }
+        for mail, accepted_ms, last_event, last_event_ms, last_provider, attempts in rows
+    ]
 
 
 def queue_time_stats(
     client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
 ) -> dict:
     """Accepted → first dispatched, over mails accepted in the window: count, max/avg/p50/p95/p99 ms."""
-    return _duration_stats(client, EventType.DISPATCHED, since_ms, until_ms, tenant)
+    return _duration_stats(client, "dispatched_ms", since_ms, until_ms, tenant)
 
 
 def delivery_time_stats(
     client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
 ) -> dict:
     """Accepted → sent, over mails accepted in the window: count, max/avg/p50/p95/p99 ms."""
-    return _duration_stats(client, EventType.SENT, since_ms, until_ms, tenant)
+    return _duration_stats(client, "sent_ms", since_ms, until_ms, tenant)
 
 
 def provider_stats(
@@ -300,14 +246,14 @@ def provider_stats(
 ) -> list[dict]:
     """Per provider in the window: attempts (dispatched), sent, failed (attempt_failed), their rates over
     attempts, and the latency of sent attempts as the provider adapters measured it."""
-    rows = _ask(client, _PROVIDER_STATS, tenant, since_ms, until_ms)
+    rows = _provider_activity(client, since_ms, until_ms, tenant, "provider", MINUTE_MS, (0.5, 0.95, 0.99))
     return [
         {
             "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
             "success_rate": _ratio(sent, attempts), "failure_rate": _ratio(failed, attempts),
-            "latency_ms": _stats(timed, latency_max, latency_avg, quantiles),
+            "latency_ms": _stats(*latencies),
         }
-        for provider, attempts, sent, failed, timed, latency_max, latency_avg, quantiles in rows
+        for provider, attempts, sent, failed, *latencies in rows
     ]
 
 
@@ -316,18 +262,18 @@ def provider_timeline(
     tenant: str | None = None,
 ) -> list[dict]:
     """Attempts, sent and failed per provider per time bucket (start in ms), with their rates and the p50/p95
-    latency of the bucket's sends, for charts."""
+    latency of the bucket's sends, for charts. Buckets of whole minutes read the rollups; others the raw events."""
     if bucket_s < 1:
         raise ValueError(f"bucket_s must be at least 1, got {bucket_s}")
-    rows = _ask(client, _PROVIDER_TIMELINE, tenant, since_ms, until_ms, bucket_ms=int(bucket_s) * 1000)
-    result = []
-    for bucket, provider, attempts, sent, failed, (p50, p95) in rows:
-        result.append({
+    rows = _provider_activity(client, since_ms, until_ms, tenant, "slot, provider", int(bucket_s) * 1000, (0.5, 0.95))
+    return [
+        {
             "bucket_start": bucket, "provider": provider, "attempts": attempts, "sent": sent, "failed": failed,
             "success_rate": _ratio(sent, attempts), "failure_rate": _ratio(failed, attempts),
-            "latency_p50_ms": _number(p50) if sent else None, "latency_p95_ms": _number(p95) if sent else None,
-        })
-    return result
+            "latency_p50_ms": _number(p50) if timed else None, "latency_p95_ms": _number(p95) if timed else None,
+        }
+        for bucket, provider, attempts, sent, failed, timed, _, _, (p50, p95) in rows
+    ]
 
 
 def failure_causes(
@@ -336,9 +282,9 @@ def failure_causes(
     """Failed attempts per provider by cause: network, provider outage, rate limit (the transient
     causes), message permanent, provider failure (auth, account, quota), ambiguous; `other` counts
     failures that fit none of them (a transient attempt without a known cause)."""
-    rows = _ask(client, _FAILURE_CAUSES, tenant, since_ms, until_ms)
+    slots, values = provider_slots.rows(client, *_bounds(since_ms, until_ms), tenant, MINUTE_MS)
     result = []
-    for provider, *counts, total in rows:
+    for provider, *counts, total in client.execute(_FAILURE_COUNTS.format(slots=slots), values):
         causes = dict(zip(_CAUSES, counts))
         result.append({"provider": provider or None, **causes, "other": total - sum(counts), "total": total})
     return result
@@ -371,27 +317,34 @@ def provider_feedback(client: Client, since_ms: int | None = None, until_ms: int
 
 
 def _duration_stats(
-    client: Client, target: EventType, since_ms: int | None, until_ms: int | None, tenant: str | None,
+    client: Client, target: str, since_ms: int | None, until_ms: int | None, tenant: str | None,
 ) -> dict:
-    (row,) = _ask(client, _DURATION_STATS, tenant, since_ms, until_ms, target=target.value)
+    query, values = milestones.rows(client, *_bounds(since_ms, until_ms), tenant)
+    (row,) = client.execute(_DURATIONS.format(target=target, milestones=query), values)
     return _stats(*row)
 
 
-def _ask(
-    client: Client, query: str, tenant: str | None, since_ms: int | None, until_ms: int | None, **values: object,
+def _provider_activity(
+    client: Client, since_ms: int | None, until_ms: int | None, tenant: str | None, keys: str, slot_ms: int,
+    levels: tuple[float, ...],
 ) -> list[tuple]:
-    """Run a question over the window [since_ms, until_ms) for `tenant` (None: every tenant)."""
-    window = _window(since_ms, until_ms, **values)
-    length = window["until_ms"] - window["since_ms"]
-    return client.execute(*tenants.scoped(query, tenant, window_ms=length, **window))
+    """Per `keys` (provider, or slot and provider), in their order: attempts, sent, failed, and the send latency
+    stats (count, max, avg, quantiles at `levels`)."""
+    slots, values = provider_slots.rows(client, *_bounds(since_ms, until_ms), tenant, slot_ms)
+    quantiles = ", ".join(_QUANTILE.format(level=level) for level in levels)
+    return client.execute(_ACTIVITY.format(keys=keys, slots=slots, quantiles=quantiles), values)
+
+
+def _bounds(since_ms: int | None, until_ms: int | None) -> tuple[int, int]:
+    """[since_ms, until_ms) with no start meaning from the beginning and no end meaning no end."""
+    return max(0, since_ms or 0), min(LAST_MS, LAST_MS if until_ms is None else until_ms)
 
 
 def _window(since_ms: int | None, until_ms: int | None, **values: object) -> dict[str, object]:
     """Query parameters for [since_ms, until_ms): no start means from the beginning, no end means no end."""
-    since = max(0, since_ms or 0)
-    until = min(_LAST_MS, _LAST_MS if until_ms is None else until_ms)
+    since, until = _bounds(since_ms, until_ms)
     # until_s: the first whole second after the window (created_at may be DateTime64, with milliseconds).
-    until_s = min(until // 1000 + 1, _LAST_MS // 1000)
+    until_s = min(until // 1000 + 1, LAST_MS // 1000)
     return params(since_ms=since, until_ms=until, since_s=since // 1000, until_s=until_s, **values)
 
 

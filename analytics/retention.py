@@ -20,7 +20,11 @@ log = logging.getLogger("mercury.analytics.retention")
 
 DEFAULT_DAYS = 90
 CHECK_EVERY_S = 3600.0
-TABLES = ("mails", "events", "provider_health", "provider_feedback")
+# Every table, with the column its days and TTL are counted from.
+TABLES = {
+    "mails": "created_at", "events": "created_at", "provider_health": "created_at", "provider_feedback": "created_at",
+    "provider_minutes": "minute", "mail_milestones": "minute", "mail_counts": "minute", "settled_minutes": "minute",
+}
 _DAY_PARTITION = re.compile(r"^\d{8}$")
 _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 
@@ -40,7 +44,7 @@ def apply_ttl(client: Client, server: Server) -> list[str]:
     changed = []
     rows = client.execute(
         "SELECT name, engine_full FROM system.tables WHERE database = %(database)s AND name IN %(tables)s",
-        {"database": server.database, "tables": TABLES},
+        {"database": server.database, "tables": tuple(TABLES)},
     )
     for table, engine in rows:
         found = _TTL_DAYS.search(engine)
@@ -48,7 +52,7 @@ def apply_ttl(client: Client, server: Server) -> list[str]:
         if current == server.retention_days:
             continue
         if server.retention_days:
-            client.execute(f"ALTER TABLE {server.database}.{table} MODIFY {server.retention('created_at')}")
+            client.execute(f"ALTER TABLE {server.database}.{table} MODIFY {server.retention(TABLES[table])}")
         else:
             client.execute(f"ALTER TABLE {server.database}.{table} REMOVE TTL")
         log.info("retention_ttl_changed", extra={"table": table, "from_days": current, "to_days": server.retention_days})
@@ -65,7 +69,7 @@ def drop_expired_days(client: Client, database: str, days: int, now: datetime.da
     rows = client.execute(
         "SELECT DISTINCT table, partition FROM system.parts"
         " WHERE database = %(database)s AND table IN %(tables)s AND active",
-        {"database": database, "tables": TABLES},
+        {"database": database, "tables": tuple(TABLES)},
     )
     dropped = []
     for table, partition in sorted(rows):

@@ -8,7 +8,8 @@ committed with the batch, so one poison record never stalls the stream.
 
 Configuration (environment): KAFKA_BOOTSTRAP, MERCURY_SINK_GROUP, MERCURY_SINK_BATCH_SIZE,
 MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_FETCH_WAIT_MS, MERCURY_SINK_METRICS_PORT, MERCURY_RETENTION_DAYS (the sink drops days past it, hourly),
-and the CLICKHOUSE_* variables of analytics.connection.
+and the CLICKHOUSE_* variables of analytics.connection. The member reading partition 0 of mail.events also
+settles the rollups the questions read (analytics.rollups), every few seconds.
 """
 import logging
 import os
@@ -26,8 +27,12 @@ from analytics.batch import Batch
 from analytics.connection import connect, database_name
 from analytics.logfmt import configure_logging
 from analytics.retention import DailyRetention, retention_days
+from analytics.rollups.settle import Settler
+from analytics.rollups.touches import with_touches
 from analytics.rows import ROUTES, UnusableRecord, to_row
 from analytics.writer import Writer
+from schemas import topics
+from schemas.events import now_ms
 
 log = logging.getLogger("mercury.analytics.sink")
 
@@ -92,12 +97,15 @@ class Sink:
     """The consume → insert → commit loop. Runs in one thread until stop is set."""
 
     def __init__(self, consumer: Consumer, writer: Writer, batch: Batch, stop: threading.Event,
-                 retention: DailyRetention | None = None) -> None:
+                 retention: DailyRetention | None = None, settler: Settler | None = None) -> None:
         self._consumer = consumer
         self._writer = writer
         self._batch = batch
         self._stop = stop
         self._retention = retention
+        self._settler = settler
+        # Only the member reading this partition settles the rollups: one settler per group.
+        self._settles = False
         self._subscribed_at = 0.0
         self._assigned_once = False
         self._records = 0
@@ -121,6 +129,8 @@ class Sink:
             self._report_progress()
             if self._retention is not None:
                 self._retention.tick()
+            if self._settler is not None and self._settles:
+                self._settler.tick()
         if len(self._batch):
             # Stopping: one last attempt; if it fails the batch stays uncommitted and is read again.
             self._flush()
@@ -154,7 +164,7 @@ class Sink:
 
     def _flush(self) -> None:
         records = len(self._batch)
-        if not self._writer.write(self._batch.rows()):
+        if not self._writer.write(with_touches(self._batch.rows(), now_ms())):
             log.warning("batch_abandoned", extra={"records": records})
             self._batch.clear()
             return
@@ -191,6 +201,7 @@ class Sink:
             metrics.LAG.labels(topic).set(records)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settles = self._settles or _settling(partitions)
         fields = {"partitions": _names(partitions)}
         if not self._assigned_once:
             self._assigned_once = True
@@ -198,6 +209,7 @@ class Sink:
         log.info("sink_assigned", extra=fields)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settles = self._settles and not _settling(partitions)
         dropped = self._batch.drop((tp.topic, tp.partition) for tp in partitions)
         log.info("sink_revoked", extra={"partitions": _names(partitions), "uncommitted_records_dropped": dropped})
 
@@ -211,6 +223,10 @@ class Sink:
                 "records": self._records, "skipped": self._skipped, "records_per_s": round(rate),
             })
         self._progress_at, self._progress_records = now, self._records
+
+
+def _settling(partitions: list[TopicPartition]) -> bool:
+    return any(tp.topic == topics.EVENTS and tp.partition == 0 for tp in partitions)
 
 
 def _names(partitions: list[TopicPartition]) -> str:
@@ -239,7 +255,8 @@ def main() -> int:
     consumer = Consumer(consumer_config(config))
     try:
         retention = DailyRetention(client, database_name(), days)
-        Sink(consumer, Writer(client, stop), Batch(config.batch_size, config.batch_seconds), stop, retention).run()
+        batch = Batch(config.batch_size, config.batch_seconds)
+        Sink(consumer, Writer(client, stop), batch, stop, retention, Settler(client)).run()
     except Exception:
         # Nothing uncommitted is lost: the records are read again by the next sink of the group.
         log.exception("sink_failed")

@@ -4,6 +4,10 @@ Every read de-duplicates (FINAL), because the sink delivers at least once and Re
 collapses copies only when parts merge; lookups filter with PREWHERE, before FINAL merges (see
 analytics.questions). Every read takes a tenant (analytics.tenants): another tenant's mail reads exactly
 like a missing one; None reads every tenant's.
+
+A page of the newest mails reads only the newest days that can hold it (counted first, cheaply and without
+FINAL), keeping one row per id, and its total comes from the per-minute counts (analytics.rollups.mail_counts):
+neither merges the whole table.
 """
 from collections.abc import Collection
 
@@ -12,28 +16,34 @@ from clickhouse_driver import Client
 
 from analytics import tenants
 from analytics.lifecycle import EVENT_SEQUENCE, params
+from analytics.rollups import mail_counts
+from analytics.rollups.milestones import CLOCK_SLACK_MS
 
 QUEUED = "queued"
 
 _MAIL_FIELDS = ("id", "sender", "recipients", "subject", "content", "origin", "created_at")
 _EVENT_FIELDS = ("id", "mail", "event", "created_at", "created_by", "provider", "outcome", "blob")
 
+DAY_MS = 86_400_000
+
+# Rows per day, newest first: copies count twice, so a page may need a day more than these say.
+_DAYS = """
+    SELECT intDiv(created_at_ms, 86400000) AS day, count()
+    FROM mails
+    PREWHERE 1{tenant}
+    GROUP BY day
+    ORDER BY day DESC
+"""
+# Copies of a row are alike: one per id is kept without FINAL, which on current ClickHouse reads every part.
 _LIST_MAILS = """
     SELECT id, sender, recipients, subject, content, origin, created_at_ms
-    FROM mails FINAL
+    FROM mails
+    PREWHERE created_at >= toDateTime(%(from_s)s){tenant}
     ORDER BY created_at_ms DESC, id DESC
+    LIMIT 1 BY id
     LIMIT %(offset)s, %(limit)s
 """
-_LIST_TENANT_MAILS = """
-    SELECT id, sender, recipients, subject, content, origin, created_at_ms
-    FROM mails FINAL
-    PREWHERE tenant = %(tenant)s
-    ORDER BY created_at_ms DESC, id DESC
-    LIMIT %(offset)s, %(limit)s
-"""
-
-_COUNT_MAILS = "SELECT count() FROM mails FINAL"
-_COUNT_TENANT_MAILS = "SELECT count() FROM mails FINAL PREWHERE tenant = %(tenant)s"
+_OF_TENANT = " AND tenant = %(tenant)s"
 
 _GET_MAIL = f"""
     SELECT id, sender, recipients, subject, content, origin, created_at_ms
@@ -41,10 +51,11 @@ _GET_MAIL = f"""
     PREWHERE id = %(mail)s{tenants.MAILS}
 """
 
+# A copy of an event changes no argMax: no FINAL.
 _LATEST_EVENTS = f"""
     SELECT mail, argMax(event, ({EVENT_SEQUENCE}))
-    FROM events FINAL
-    PREWHERE mail IN %(mails)s
+    FROM events
+    PREWHERE mail IN %(mails)s AND created_at >= toDateTime(%(from_s)s)
     GROUP BY mail
 """
 
@@ -79,13 +90,14 @@ class MailStore:
         """One page of mails, newest first, and the total number of mails."""
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got limit={limit} offset={offset}")
-        if tenant is None:
-            rows = self._client.execute(_LIST_MAILS, {"limit": limit, "offset": offset})
-            (total,), = self._client.execute(_COUNT_MAILS)
-        else:
-            rows = self._client.execute(_LIST_TENANT_MAILS, {"limit": limit, "offset": offset, "tenant": tenant})
-            (total,), = self._client.execute(_COUNT_TENANT_MAILS, {"tenant": tenant})
-        return self._with_status(rows), total
+        only = "" if tenant is None else _OF_TENANT
+        values = {"limit": limit, "offset": offset, "tenant": tenant}
+        days = self._client.execute(_DAYS.format(tenant=only), values)
+        from_day = _first_day_needed(days, offset + limit)
+        rows = self._client.execute(_LIST_MAILS.format(tenant=only), {**values, "from_s": from_day * DAY_MS // 1000})
+        if days and len(rows) < limit and from_day > days[-1][0]:
+            rows = self._client.execute(_LIST_MAILS.format(tenant=only), {**values, "from_s": 0})
+        return self._with_status(rows), mail_counts.total(self._client, tenant)
 
     def get_mail(self, mail_id: str, tenant: str | None = None) -> dict | None:
         rows = self._client.execute(*tenants.scoped(_GET_MAIL, tenant, mail=mail_id))
@@ -113,7 +125,10 @@ class MailStore:
         if not rows:
             return []
         mails = [dict(zip(_MAIL_FIELDS, row)) for row in rows]
-        latest = dict(self._client.execute(_LATEST_EVENTS, params(mails=tuple(mail["id"] for mail in mails))))
+        # A mail's events come after its acceptance (give or take the hosts' clocks): only their days are read.
+        from_s = max(0, min(mail["created_at"] for mail in mails) - CLOCK_SLACK_MS) // 1000
+        latest = dict(self._client.execute(
+            _LATEST_EVENTS, params(mails=tuple(mail["id"] for mail in mails), from_s=from_s)))
         for mail in mails:
             mail["status"] = latest.get(mail["id"], QUEUED)
         return mails
@@ -125,6 +140,16 @@ def _detail(blob: str) -> dict:
     except orjson.JSONDecodeError:
         return {}
     return detail if isinstance(detail, dict) else {}
+
+
+def _first_day_needed(days: list[tuple[int, int]], rows: int) -> int:
+    """The oldest of the newest days that hold `rows` rows (the oldest day when none do; 0 with no days)."""
+    held = 0
+    for day, count in days:
+        held += count
+        if held >= rows:
+            return day
+    return days[-1][0] if days else 0
 
 
 def _event(row: tuple) -> dict:

@@ -11,6 +11,7 @@ from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as ClickHouseError
 
 from analytics.metrics import INSERT_FAILURES, INSERT_LATENCY, INSERTED
+from analytics.rollups import touches
 from analytics.rows import COLUMNS, Row
 
 log = logging.getLogger("mercury.analytics.writer")
@@ -26,6 +27,8 @@ def describe(err: BaseException) -> str:
 
 
 ESCALATE_AFTER = 3
+# What a batch may hold: rows of the stored records, and the minutes its late rows touched.
+_COLUMNS = {**COLUMNS, touches.TABLE: touches.COLUMNS}
 
 
 class Writer:
@@ -47,7 +50,7 @@ class Writer:
         return all(self._insert(table, rows) for table, rows in rows_by_table.items() if rows)
 
     def _insert(self, table: str, rows: list[Row]) -> bool:
-        statement = f"INSERT INTO {table} ({', '.join(COLUMNS[table])}) VALUES"
+        statement = f"INSERT INTO {table} ({', '.join(_COLUMNS[table])}) VALUES"
         delay = self._first_delay_s
         attempt = 1
         while True:

@@ -5,9 +5,12 @@ what production runs). Each is filled, inside the server, with a month of synthe
 spread over 30 days ending now, each accepted, dispatched and sent, every fifth failing over to a second
 provider first (5 events), one in a thousand stuck after a failed attempt, so the events number
 MERCURY_BENCH_EVENTS (default 10,000,000). The mails belong to four tenants (half of them to the largest).
-Each question then runs over windows of 1 hour, 1 day, 7 days and the whole month, for every tenant and
-again for the largest tenant alone (`_tenant` figures); every figure is the median of several runs, printed
-as `name_on_<version>: value unit`.
+The history is then settled as the sink would have settled it by now (analytics.rollups: every minute older
+than two), timed as `settle_time`. Each question then runs over windows of 1 hour, 1 day, 7 days and the
+whole month (timelines in whole-minute buckets, about a hundred per window), for every tenant and again for
+the largest tenant alone (`_tenant` figures); `query_mails_page` is the first page of `GET /mails/` over every
+mail (about 2.9 million at the default size). Every figure is the median of several runs, printed as
+`name_on_<version>: value unit`.
 """
 import logging
 import os
@@ -22,6 +25,7 @@ from clickhouse_driver import Client
 from analytics import questions
 from analytics.connection import connect
 from analytics.migrate import migrate
+from analytics.rollups import settle
 from analytics.store import MailStore
 from deploy.clickhouse import clickhouse_process
 from deploy.embedded_clickhouse import CurrentClickHouse
@@ -130,7 +134,7 @@ def measure(client: Client, now_ms: int, mails: int, repeats: int, server: str) 
     tenant = TENANTS[0]
     for label, length in WINDOWS:
         since = now_ms - length
-        bucket_s = max(60, length // 1000 // 100)
+        bucket_s = max(60, length // 1000 // 100 // 60 * 60)
         report(f"query_breakers_{label}", lambda: questions.breakers(client, since, now_ms))
         report(f"query_feedback_{label}", lambda: questions.provider_feedback(client, since, now_ms))
         for scope, of in (("", None), ("_tenant", tenant)):
@@ -159,8 +163,13 @@ def bench(client: Client, events: int, repeats: int) -> None:
     now_ms = time.time_ns() // 1_000_000
     started = time.perf_counter()
     written = fill(client, events, now_ms)
+    (mails,), = client.execute("SELECT count() FROM mails")
     print(f"events_on_{server}: {written} rows")
+    print(f"mails_on_{server}: {mails} rows")
     print(f"fill_time_on_{server}: {time.perf_counter() - started:.1f} s", flush=True)
+    started = time.perf_counter()
+    settle.settle(client, now_ms)
+    print(f"settle_time_on_{server}: {time.perf_counter() - started:.1f} s", flush=True)
     measure(client, now_ms, int(events / EVENTS_PER_MAIL), repeats, server)
 
 

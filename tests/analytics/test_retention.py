@@ -7,6 +7,7 @@ from clickhouse_driver import Client
 
 from analytics import retention
 from analytics.migrate import migrate, server_state
+from analytics.rollups.settle import settle
 from analytics.rows import EVENT_COLUMNS, MAIL_COLUMNS, event_row, mail_row
 from current_clickhouse import both_versions
 from pipeline import Records
@@ -41,6 +42,27 @@ def test_days_older_than_the_period_are_dropped(client: Client, records: Records
     assert events == 3
     assert retention.drop_expired_days(client, client.connection.database, 0, now=NOW) == []
     assert mail_ages(client) == [29, 3, 0]
+
+
+@both_versions
+def test_rollups_lose_the_same_days(client: Client, records: Records) -> None:
+    mails = [records.mail(created_at=at(days)) for days in (45, 3)]
+    client.execute(f"INSERT INTO mails ({', '.join(MAIL_COLUMNS)}) VALUES",
+                   [mail_row(m, 0, i) for i, m in enumerate(mails)])
+    client.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES",
+                   [event_row(records.event(m["id"], "dispatched", m["created_at"], "alpha"), 0, i)
+                    for i, m in enumerate(mails)])
+    settle(client, int(NOW.timestamp() * 1000))
+    old_day = (NOW - datetime.timedelta(days=45)).strftime("%Y%m%d")
+
+    dropped = retention.drop_expired_days(client, client.connection.database, 30, now=NOW)
+
+    rollups = ("provider_minutes", "mail_milestones", "mail_counts", "settled_minutes")
+    assert {f"{table}/{old_day}" for table in rollups} <= set(dropped)
+    first_kept = int((NOW - datetime.timedelta(days=30)).strftime("%Y%m%d"))
+    for table in rollups:
+        (oldest, rows), = client.execute(f"SELECT min(toYYYYMMDD(minute)), count() FROM {table}")
+        assert oldest >= first_kept and rows, table
 
 
 @both_versions
