@@ -119,23 +119,9 @@ class AsyncProducer:
         when this record can never be written.
 
         `partition` -1 lets the key choose it; a reader's marker names each partition explicitly."""
-        loop = self._loop = asyncio.get_running_loop()
-        if self._brokers_down and not await self._probe(loop):
-            raise BrokerUnavailable("no Kafka broker is reachable")
-        done: asyncio.Future = loop.create_future()
-
-        def on_delivery(err: KafkaError | None, _msg: object) -> None:
-            self._settled.append((done, err))
-            self._note_report(err)
-
-        self._produce(topic, key, value, partition, on_delivery)
-        try:
-            err = await asyncio.wait_for(done, self._report_deadline_s)
-        except TimeoutError as timeout:
-            raise MaybeWritten("no delivery report from the Kafka client") from timeout
-        if (failure := _failure(err)) is not None:
+        (failure,) = await self.send_all([Output(topic, key, value, partition)])
+        if failure is not None:
             raise failure
-        self._brokers_down = False
 
     async def send_all(self, records: Sequence[Output]) -> list[BrokerUnavailable | None]:
         """Send every record at once and wait until each is acknowledged or failed: what `send` does for each,
