@@ -19,7 +19,7 @@ from ingest import (analytics_api, dashboard, keys_api, lag, mail_batch, metrics
                     schema_registry, webhooks)
 from ingest.acceptor import API, Acceptor, Keyed, mail_url, read_body, status_for
 from ingest.api_keys import ApiKey
-from ingest.auth import OPERATOR, READ, SEND, RateLimited
+from ingest.auth import OPERATOR, READ, SEND, KeyedRoute, RateLimited
 from ingest.config import IngestConfig
 from ingest.configurations_api import ConfigurationsApi
 from ingest.idempotency import body_digest, idempotency_key, mail_id_for
@@ -89,6 +89,30 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="Mercury", version="1.0", lifespan=lifespan)
     app.add_middleware(metrics.RequestMetrics)
+
+    async def create_mail(request: Request, api_key: ApiKey = SEND) -> Response:
+        producer: AsyncProducer = request.app.state.producer
+        # A rejection never lands on a key's mail: its history would end in `rejected` though it was sent.
+        rejection_id = new_id(api_key.tenant)
+        body = b""
+        try:
+            body = await read_body(request, config.max_body_bytes)
+            key = idempotency_key(request.headers)
+            mail_id = rejection_id if key is None else mail_id_for(key, api_key.tenant)
+            mail = mail_from_body(body, mail_id, api_key.tenant)
+        except InvalidMail as err:
+            return (await acceptor.reject(producer, rejection_id, err, body, api_key.tenant)).response()
+        if key is None:
+            [answer] = await acceptor.accept_all(producer, [(mail, {})])
+        else:
+            [answer] = await acceptor.accept_keyed(producer, [Keyed(key, mail, body_digest(body), body, rejection_id)])
+        return answer.response()
+
+    # The two routes every mail takes come first, so they are matched before the others are tried.
+    app.router.add_api_route(f"{API}/mails/", create_mail, methods=["POST"], status_code=202,
+                             route_class_override=KeyedRoute, **openapi.CREATE_MAIL)
+    mail_batch.install(app, acceptor, config.max_batch_body_bytes)
+
     app.include_router(schema_registry.router)
     app.include_router(analytics_api.router(stores.get_client))
     app.include_router(webhooks.router(config))
@@ -96,7 +120,6 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     app.include_router(keys_api.router())
     app.include_router(providers_api.router(), dependencies=[OPERATOR])
     app.include_router(configurations_api.router(), dependencies=[OPERATOR])
-    app.include_router(mail_batch.router(acceptor, config.max_batch_body_bytes))
     dashboard.install(app)
     openapi.install(app, *mail_batch.MODELS)
 
@@ -137,25 +160,6 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
                 "schema_registry": "/schema-registry/subjects",
             },
         })
-
-    @app.post(f"{API}/mails/", status_code=202, **openapi.CREATE_MAIL)
-    async def create_mail(request: Request, api_key: ApiKey = SEND) -> Response:
-        producer: AsyncProducer = request.app.state.producer
-        # A rejection never lands on a key's mail: its history would end in `rejected` though it was sent.
-        rejection_id = new_id(api_key.tenant)
-        body = b""
-        try:
-            body = await read_body(request, config.max_body_bytes)
-            key = idempotency_key(request.headers)
-            mail_id = rejection_id if key is None else mail_id_for(key, api_key.tenant)
-            mail = mail_from_body(body, mail_id, api_key.tenant)
-        except InvalidMail as err:
-            return (await acceptor.reject(producer, rejection_id, err, body, api_key.tenant)).response()
-        if key is None:
-            [answer] = await acceptor.accept_all(producer, [(mail, {})])
-        else:
-            [answer] = await acceptor.accept_keyed(producer, [Keyed(key, mail, body_digest(body), body, rejection_id)])
-        return answer.response()
 
     @app.get("/metrics", **openapi.METRICS)
     def prometheus_metrics() -> Response:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ConfigDict, Field
 from typing_extensions import NotRequired, TypedDict
@@ -23,7 +23,7 @@ from typing_extensions import NotRequired, TypedDict
 from ingest import openapi, over_rate
 from ingest.acceptor import API, REPLAYED_HEADER, Acceptor, Answer, Keyed, read_body, refusal
 from ingest.api_keys import ApiKey
-from ingest.auth import SEND, RateLimited
+from ingest.auth import SEND, KeyedRoute, RateLimited
 from ingest.idempotency import KEY_RULE, MAX_KEY_CHARS, body_digest, is_key, mail_id_for
 from ingest.key_limits import KeyLimits
 from ingest.requests_body import mail_from_fields, new_id, parse_json
@@ -131,11 +131,9 @@ ENTRY: dict[str, Any] = {
 
 # The route -------------------------------------------------------------------------------------------------
 
-def router(acceptor: Acceptor, max_body_bytes: int) -> APIRouter:
-    """The batch route; `max_body_bytes` bounds a whole request."""
-    routes = APIRouter()
+def install(app: FastAPI, acceptor: Acceptor, max_body_bytes: int) -> None:
+    """Add the batch route to `app`; `max_body_bytes` bounds a whole request."""
 
-    @routes.post(PATH, status_code=202, **ENTRY)
     async def create_mails(request: Request, api_key: ApiKey = SEND) -> Response:
         producer: AsyncProducer = request.app.state.producer
         body = b""
@@ -154,7 +152,8 @@ def router(acceptor: Acceptor, max_body_bytes: int) -> APIRouter:
             answers += [refusal(429, limited.detail, limited.headers, field=over_rate.FIELD)] * (len(items) - admitted)
         return _response(answers)
 
-    return routes
+    app.router.add_api_route(PATH, create_mails, methods=["POST"], status_code=202, route_class_override=KeyedRoute,
+                             **ENTRY)
 
 
 def _items(body: bytes) -> list[object]:

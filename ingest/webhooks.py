@@ -10,7 +10,6 @@ A request's replay key, reserved when its signature is checked, is spent by any 
 final for that body, and the same Mailgun token must not then carry another event. A 503, or a request that
 ends without an answer (cancelled, or failed), releases it for the provider's retry.
 """
-import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -34,7 +33,7 @@ from ingest.webhook_signatures import (
 )
 from schemas import codec, topics
 from schemas.events import now_ms
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.producer import AsyncProducer, BrokerUnavailable, Output
 
 log = logging.getLogger("mercury.ingest.webhooks")
 PREFIX = "/api/v1.0/webhooks"
@@ -67,9 +66,9 @@ def _sendgrid_records(body: bytes, received_at: int) -> list[dict]:
 
 async def _publish(producer: AsyncProducer, records: list[dict]) -> None:
     """All records at once (the producer batches them); raises BrokerUnavailable if any was not acknowledged."""
-    sends = [producer.send(topics.FEEDBACK, r["message_id"], codec.encode(SCHEMA, r)) for r in records]
-    outcomes = await asyncio.gather(*sends, return_exceptions=True)
-    failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    outcomes = await producer.send_all([Output(topics.FEEDBACK, r["message_id"], codec.encode(SCHEMA, r))
+                                        for r in records])
+    failed = [outcome for outcome in outcomes if outcome is not None]
     if failed:
         raise BrokerUnavailable(f"{len(failed)} of {len(records)} records not acknowledged: {failed[0]}")
 

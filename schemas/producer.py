@@ -155,9 +155,14 @@ class AsyncProducer:
                 failures[index], reported[index] = err, True
                 waiting -= 1
         if waiting:
+            # A plain timer, not wait_for: this runs for every mail, and wait_for's timeout scope cost more than
+            # the rest of the wait.
+            timer = loop.call_later(self._report_deadline_s, _settle_all, [(done, None)])
             try:
-                await asyncio.wait_for(done, self._report_deadline_s)
-            except TimeoutError:
+                await done
+            finally:
+                timer.cancel()
+            if waiting:
                 # Reports may still come for the records left; what each says is no longer awaited.
                 failures = [failure if seen else MaybeWritten("no delivery report from the Kafka client")
                             for failure, seen in zip(failures, reported)]

@@ -66,6 +66,7 @@ def schemas() -> dict[int, RegisteredSchema]:
     return loaded
 
 
+@cache
 def by_name(name: str) -> RegisteredSchema:
     """The newest version of a schema: what Mercury writes and what every older version is read into."""
     found = [schema for schema in schemas().values() if schema.name == name]
