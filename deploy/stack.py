@@ -140,23 +140,31 @@ class LocalStack:
 
     def start(self) -> "LocalStack":
         c = self.config
-        self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            self.start_broker()
-            self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port,
-                                           c.state_dir / "clickhouse", self.logs))
-            self._mint_admin_key()
-            subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()},
-                           cwd=ROOT, check=True, timeout=120)
+            self.start_gateway()
             self.start_sandbox()
-            self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/"),
-                                     self.webhook_keys.ingest_env()))
             for n in range(c.dispatchers):
                 self.start_dispatcher(n)
             self.start_sink()
         except (StartupError, subprocess.SubprocessError, OSError, RuntimeError) as err:
             self.stop()
             raise StartupError(f"the local stack did not start: {err}") from err
+        return self
+
+    def start_gateway(self) -> "LocalStack":
+        """What the gateway needs to accept mail (the broker, ClickHouse with its tables, the admin key) and the
+        gateway itself: the whole stack but for delivery and the event sink. The caller stops what started if it
+        raises."""
+        c = self.config
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.start_broker()
+        self._start(clickhouse_process(c.clickhouse_port, c.clickhouse_http_port, c.state_dir / "clickhouse",
+                                       self.logs))
+        self._mint_admin_key()
+        subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()}, cwd=ROOT,
+                       check=True, timeout=120)
+        self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/"),
+                                 self.webhook_keys.ingest_env()))
         return self
 
     def start_broker(self) -> ManagedProcess:
