@@ -19,6 +19,7 @@ bench: deps
 	$(PY) -m deploy.bench
 	$(PY) -m deploy.bench_latency
 	$(PY) -m deploy.bench_batch
+	$(PY) -m deploy.bench_gateway
 	$(PY) -m deploy.bench_dispatcher
 	$(PY) -m deploy.bench_sink
 	$(PY) -m deploy.bench_queries
