@@ -26,15 +26,32 @@ def test_a_broken_ladder_stops_at_start(monkeypatch, raw):
         topics.retry_delays()
 
 
-@pytest.mark.parametrize("name, producers, consumers", [
+# Every fixed topic (and topic prefix), with the packages that write it and those that read it.
+FIXED = [
     ("REQUESTS", ("ingest",), ("dispatcher", "analytics")),
     ("EVENTS", ("ingest", "dispatcher"), ("analytics",)),
-    ("DEAD", ("dispatcher",), ()),
+    ("DEAD", ("dispatcher",), ("dispatcher",)),
+    ("HEALTH", ("dispatcher",), ("dispatcher", "analytics")),
+    ("LEDGER", ("dispatcher",), ("dispatcher",)),
     ("FEEDBACK", ("ingest",), ("analytics",)),
-])
+    ("API_KEYS", ("ingest",), ("ingest",)),
+    ("PROVIDERS", ("ingest",), ("dispatcher",)),
+    ("CONFIGURATIONS", ("ingest",), ("dispatcher",)),
+    ("RETRY_PREFIX", ("dispatcher",), ("dispatcher",)),
+    ("SCHEDULE_PREFIX", ("dispatcher",), ("dispatcher",)),
+]
+
+
+def test_every_fixed_topic_is_checked():
+    fixed = {name for name, value in vars(topics).items()
+             if name.isupper() and isinstance(value, str) and value.startswith("mail.")}
+    assert fixed == {name for name, _, _ in FIXED}
+
+
+@pytest.mark.parametrize("name, producers, consumers", FIXED)
 def test_topic_names_are_only_spelled_in_schemas(name, producers, consumers):
     """Components refer to topics through schemas.topics, never by a literal name of their own."""
     literal = f'"{getattr(topics, name)}"'
-    assert literal not in source("ingest", "dispatcher", "analytics", "providers")
+    assert literal not in source("ingest", "dispatcher", "analytics", "providers", "deploy")
     for package in (*producers, *consumers):
         assert f"topics.{name}" in source(package), f"{package} does not use topics.{name}"
