@@ -4,13 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos bench soak deps system-deps test-deps clean
+.PHONY: run test lint chaos bench soak deps system-deps test-deps clean
 
 run: deps
 	$(PY) -m deploy.stack
 
-test: deps test-deps
+test: deps test-deps lint
 	$(PY) -m pytest tests -m "not slow"
+
+# Lint and import order (configured in pyproject.toml).
+lint: deps
+	$(PY) -m ruff check .
 
 chaos: deps
 	$(PY) -m pytest tests/chaos

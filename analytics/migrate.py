@@ -19,7 +19,8 @@ log = logging.getLogger("mercury.analytics.migrate")
 RECORD_TABLE = "schema_migrations"
 
 
-def migrate(client: Client, admin: Client | None = None, retention_days: int = 0, up_to: int | None = None) -> list[str]:
+def migrate(client: Client, admin: Client | None = None, retention_days: int = 0,
+            up_to: int | None = None) -> list[str]:
     """Create the client's database if missing, apply pending migrations in order (up to version `up_to`
     when given), then make every table's retention say `retention_days` (0 keeps everything).
 

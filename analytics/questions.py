@@ -34,7 +34,6 @@ from analytics.store import QUEUED, MailStore
 from schemas import events
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
 
-
 _DURATIONS = """
     SELECT count(), max(duration), avg(duration), quantilesExact(0.5, 0.95, 0.99)(duration)
     FROM (SELECT toInt64({target}) - toInt64(accepted_ms) AS duration FROM ({milestones}) WHERE {target} != 0)

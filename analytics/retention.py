@@ -55,7 +55,8 @@ def apply_ttl(client: Client, server: Server) -> list[str]:
             client.execute(f"ALTER TABLE {server.database}.{table} MODIFY {server.retention(TABLES[table])}")
         else:
             client.execute(f"ALTER TABLE {server.database}.{table} REMOVE TTL")
-        log.info("retention_ttl_changed", extra={"table": table, "from_days": current, "to_days": server.retention_days})
+        log.info("retention_ttl_changed",
+                 extra={"table": table, "from_days": current, "to_days": server.retention_days})
         changed.append(table)
     return changed
 

@@ -7,9 +7,10 @@ de-duplicate what lands twice. Records that cannot become rows are logged with t
 committed with the batch, so one poison record never stalls the stream.
 
 Configuration (environment): KAFKA_BOOTSTRAP, MERCURY_SINK_GROUP, MERCURY_SINK_BATCH_SIZE,
-MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_FETCH_WAIT_MS, MERCURY_SINK_METRICS_PORT, MERCURY_RETENTION_DAYS (the sink drops days past it, hourly),
-and the CLICKHOUSE_* variables of analytics.connection. The member reading partition 0 of mail.events also
-settles the rollups the questions read (analytics.rollups), every few seconds.
+MERCURY_SINK_BATCH_SECONDS, MERCURY_SINK_FETCH_WAIT_MS, MERCURY_SINK_METRICS_PORT,
+MERCURY_RETENTION_DAYS (the sink drops days past it, hourly), and the CLICKHOUSE_* variables of
+analytics.connection. The member reading partition 0 of mail.events also settles the rollups the
+questions read (analytics.rollups), every few seconds.
 """
 import logging
 import os

@@ -23,7 +23,8 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
-wrk.body = '{"sender": "bench@example.com", "recipients": "reader@example.com", "subject": "bench", "content": "Hello from the benchmark"}'
+wrk.body = '{"sender": "bench@example.com", "recipients": "reader@example.com", "subject": "bench",'
+  .. ' "content": "Hello from the benchmark"}'
 """
 
 
@@ -71,7 +72,8 @@ def main() -> None:
         deadline = time.monotonic() + 300
         sent = 0
         while time.monotonic() < deadline:
-            sent = count(client, "SELECT uniqExact(mail) FROM events WHERE event = 'sent' AND created_at_ms >= %(since)s", since)
+            sent = count(client, "SELECT uniqExact(mail) FROM events "
+                                 "WHERE event = 'sent' AND created_at_ms >= %(since)s", since)
             if sent >= accepted:
                 break
             time.sleep(1)

@@ -105,13 +105,15 @@ class ManagedProcess:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise StartupError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n{self.tail()}")
+                raise StartupError(f"{self.name} exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}:\n{self.tail()}")
             if self.ready():
                 log.info("started %s pid=%s", self.name, self.proc.pid)
                 return self
             time.sleep(0.1)
         self.stop()
-        raise StartupError(f"{self.name} not ready after {self.ready_timeout:.0f}s; see {self.log_path}:\n{self.tail()}")
+        raise StartupError(f"{self.name} not ready after {self.ready_timeout:.0f}s; "
+                           f"see {self.log_path}:\n{self.tail()}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

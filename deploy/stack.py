@@ -20,9 +20,9 @@ from deploy.clickhouse import clickhouse_process
 from deploy.processes import ManagedProcess, StartupError, free_port, http_ok
 from deploy.topics import create_topics
 from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
-from schemas.secrets import KEY_ENV as SECRETS_KEY_ENV
 from ingest.api_keys import UNLIMITED, ApiKey, Scope
 from ingest.key_admin import create_key, store_key
+from schemas.secrets import KEY_ENV as SECRETS_KEY_ENV
 
 log = logging.getLogger("mercury.deploy.stack")
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,7 +270,7 @@ Mercury is running. Logs: {stack.logs}
   Webhooks: the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
   Metrics (Prometheus):
 {metrics}
-Local API key (every scope, operator included; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
+Local API key (every scope; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
   export MERCURY_API_KEY={stack.admin_key}
 Send a mail:
   curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Authorization: Bearer {stack.admin_key}' \\

@@ -17,11 +17,17 @@ from dispatcher.health import FleetHealth, Ticket
 from dispatcher.jobs import MAX_REASON_CHARS, REQUEST_SCHEMA, RETRY_SCHEMA, Job, Source, job_from_record, mail_digest
 from dispatcher.ledger import DEAD, FAILED, SENDING, SENT, DeliveryLedger, LedgerEntry
 from dispatcher.ownership import Abandoned, Lease, Ownership
-from dispatcher.sender import NotStarted
 from dispatcher.ratelimit import RateLimits
+from dispatcher.sender import NotStarted
 from providers.base import ProviderAdapter, SendResult
-from providers.errors import (AmbiguousError, PermanentError, ProviderError, ProviderFailure, ThrottledError,
-                              TransientError)
+from providers.errors import (
+    AmbiguousError,
+    PermanentError,
+    ProviderError,
+    ProviderFailure,
+    ThrottledError,
+    TransientError,
+)
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
@@ -244,7 +250,8 @@ class Dispatcher:
         if not lease.may_send:
             raise Abandoned()
         if self._services and job.excluded >= self._services.keys():
-            return outputs + self._dead_job(job, DeadReason.NO_PROVIDER, f"every provider refused this mail: {last_error}")
+            return outputs + self._dead_job(job, DeadReason.NO_PROVIDER,
+                                            f"every provider refused this mail: {last_error}")
         return outputs + self._retry(job, last_error, spent)
 
     async def _attempt(self, service: ProviderAdapter, job: Job,
@@ -318,7 +325,8 @@ class Dispatcher:
         instead of climbing it, so a fleet-wide outage never dead-letters it."""
         level = job.level + 1 if spent and not job.first_attempt else job.level
         if level >= len(self._delays):
-            return self._dead_job(job, DeadReason.EXHAUSTED, f"gave up after {len(self._delays)} retry levels: {last_error}")
+            return self._dead_job(job, DeadReason.EXHAUSTED,
+                                  f"gave up after {len(self._delays)} retry levels: {last_error}")
         due_at = now_ms() + int(self._delays[level] * 1000)
         topic = topics.retry_topic(level)
         metrics.RETRIES.labels(str(level)).inc()

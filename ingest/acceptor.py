@@ -18,8 +18,15 @@ from starlette.concurrency import run_in_threadpool
 
 from analytics.store import MailStore
 from ingest import bodies, metrics
-from ingest.idempotency import (HEADER, KEY_CHECK_RETRY_S, BadKey, KeyReused, KeyUnchecked, RecentKeys,
-                                legacy_mail_id_for)
+from ingest.idempotency import (
+    HEADER,
+    KEY_CHECK_RETRY_S,
+    BadKey,
+    KeyReused,
+    KeyUnchecked,
+    RecentKeys,
+    legacy_mail_id_for,
+)
 from ingest.responses import RETRY_AFTER_S, json_response
 from schemas import codec, topics
 from schemas.events import accepted_event, encode_event, make_event

@@ -75,33 +75,35 @@ def router(client: Callable[[], Client]) -> APIRouter:
     @api.get("/providers", **openapi.PROVIDERS)
     def providers(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Per provider: attempts, sent, failed, success/failure rates, adapter-measured latency quantiles."""
-        return windowed(lambda start, end: questions.provider_stats(client(), start, end, tenant=key.tenant), since, until, "providers")
+        return windowed(lambda start, end: questions.provider_stats(client(), start, end, tenant=key.tenant),
+                        since, until, "providers")
 
     @api.get("/providers/timeline", **openapi.TIMELINE)
     def provider_timeline(since: str | None = SINCE, until: str | None = UNTIL,
                           bucket_s: int = Query(60, ge=1, le=86_400), key: ApiKey = READ) -> Response:
         """The same counts and rates per provider per time bucket, with p50/p95 send latency, for charts."""
-        return windowed(lambda start, end: questions.provider_timeline(client(), bucket_s, start, end, tenant=key.tenant),
+        return windowed(lambda start, end: questions.provider_timeline(client(), bucket_s, start, end,
+                                                                       tenant=key.tenant),
                         since, until, "buckets")
 
     @api.get("/queue-time", **openapi.QUEUE_TIME)
     def queue_time(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Accepted → first dispatched: count, max, avg, p50, p95, p99 (ms)."""
-        return windowed(lambda start, end: questions.queue_time_stats(client(), start, end, tenant=key.tenant), since, until,
-                        "queue_time")
+        return windowed(lambda start, end: questions.queue_time_stats(client(), start, end, tenant=key.tenant),
+                        since, until, "queue_time")
 
     @api.get("/delivery-time", **openapi.DELIVERY_TIME)
     def delivery_time(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Accepted → sent: count, max, avg, p50, p95, p99 (ms)."""
-        return windowed(lambda start, end: questions.delivery_time_stats(client(), start, end, tenant=key.tenant), since, until,
-                        "delivery_time")
+        return windowed(lambda start, end: questions.delivery_time_stats(client(), start, end, tenant=key.tenant),
+                        since, until, "delivery_time")
 
     @api.get("/failure-causes", **openapi.FAILURE_CAUSES)
     def failure_causes(since: str | None = SINCE, until: str | None = UNTIL, key: ApiKey = READ) -> Response:
         """Failed attempts per provider: network, provider outage, rate limit, permanent, provider failure,
         ambiguous."""
-        return windowed(lambda start, end: questions.failure_causes(client(), start, end, tenant=key.tenant), since, until,
-                        "failure_causes")
+        return windowed(lambda start, end: questions.failure_causes(client(), start, end, tenant=key.tenant),
+                        since, until, "failure_causes")
 
     @api.get("/breakers", dependencies=[OPERATOR], **openapi.BREAKERS)
     def breakers(since: str | None = SINCE, until: str | None = UNTIL) -> Response:

@@ -15,8 +15,18 @@ from starlette.exceptions import HTTPException
 
 from analytics.connection import connect
 from analytics.store import MailStore
-from ingest import (analytics_api, dashboard, keys_api, lag, mail_batch, metrics, openapi, over_rate,
-                    schema_registry, webhooks)
+from ingest import (
+    analytics_api,
+    dashboard,
+    keys_api,
+    lag,
+    mail_batch,
+    metrics,
+    openapi,
+    over_rate,
+    schema_registry,
+    webhooks,
+)
 from ingest.acceptor import API, Acceptor, Keyed, mail_url, read_body, status_for
 from ingest.api_keys import ApiKey
 from ingest.auth import OPERATOR, READ, SEND, KeyedRoute, RateLimited

@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException
 
 from ingest import metrics
 from ingest.api_keys import ApiKey, Scope
-from ingest.key_limits import KeyLimits, retry_after
 from ingest.control_topic import ControlUnavailable
+from ingest.key_limits import KeyLimits, retry_after
 from ingest.key_ring import KeyRing, TooManyUnknown
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="mk_<id>_<secret>",

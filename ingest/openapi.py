@@ -293,7 +293,8 @@ class KeyBody(TypedDict):
     name: NotRequired[Annotated[str, Field(max_length=200, description="what the key is for")]]
     rate_per_s: NotRequired[Annotated[float, Field(ge=0, le=1_000_000, description=(
         "requests per second (a batch takes one per mail); 0 unlimited; default MERCURY_KEY_RATE_PER_S"))]]
-    burst: NotRequired[Annotated[int, Field(ge=0, le=1_000_000, description="requests at once; default twice the rate")]]
+    burst: NotRequired[Annotated[int, Field(ge=0, le=1_000_000,
+                                            description="requests at once; default twice the rate")]]
 
 
 class ApiKeyAnswer(TypedDict):

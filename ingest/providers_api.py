@@ -22,10 +22,25 @@ from ingest.control_topic import ControlUnavailable, ControlView, not_stored
 from ingest.responses import error, json_response
 from schemas import topics
 from schemas.events import now_ms
-from schemas.provider_entries import (STORED, ProviderEntry, check_bound, check_entry, check_id, effective, pinned,
-                                      stand_ins)
-from schemas.provider_settings import (API, ENVIRONMENT, TYPES, InvalidSetting, environment_providers, origin,
-                                       settings_of)
+from schemas.provider_entries import (
+    STORED,
+    ProviderEntry,
+    check_bound,
+    check_entry,
+    check_id,
+    effective,
+    pinned,
+    stand_ins,
+)
+from schemas.provider_settings import (
+    API,
+    ENVIRONMENT,
+    TYPES,
+    InvalidSetting,
+    environment_providers,
+    origin,
+    settings_of,
+)
 from schemas.secrets import KEY_ENV, SecretBox, SecretsUnavailable, open_secrets, secret_box
 
 log = logging.getLogger("mercury.ingest.providers")
@@ -147,7 +162,8 @@ class ProvidersApi(ControlView):
             except ControlUnavailable as err:
                 return error(503, f"the provider registry cannot be read now: {err}")
             entry = self._current(provider_id)
-            return error(404, f"provider {provider_id} not found") if entry is None else json_response(self._view(entry))
+            return (error(404, f"provider {provider_id} not found") if entry is None
+                    else json_response(self._view(entry)))
 
         @routes.post("/", status_code=201, **openapi.CREATE_PROVIDER)
         async def create_provider(request: Request) -> Response:

@@ -88,5 +88,6 @@ async def register(request: Request, subject: str = SUBJECT) -> JSONResponse:
     except ValueError as err:
         return _error(422, 42201, f"invalid schema: {err}")
     if offered is None or offered.subject != expected.subject:
-        return _error(409, 409, f"schema is not compatible with {expected.name}; fetch it from /schema-registry/schemas/ids/{expected.id}")
+        return _error(409, 409, f"schema is not compatible with {expected.name}; "
+                                f"fetch it from /schema-registry/schemas/ids/{expected.id}")
     return _answer(_version(offered, subject))

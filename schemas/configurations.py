@@ -4,9 +4,12 @@ Three ids, each a JSON object; the environment gives each one's value until the 
 
 | id | value | environment |
 |---|---|---|
-| `retry_ladder` | `{"delays_s": [5, 30, 120, 600]}`: seconds per retry level, at most as many levels as there are retry topics | `MERCURY_RETRY_DELAYS` (its length is the number of topics) |
+| `retry_ladder` | `{"delays_s": [5, 30, 120, 600]}`: seconds per retry level | `MERCURY_RETRY_DELAYS` |
 | `breakers` | `{"failures": 5, "recovery_s": 10}` | `MERCURY_BREAKER_FAILURES`, `MERCURY_BREAKER_RECOVERY_S` |
 | `provider_rate_limits` | `{"mailgun": 50}`: sends per second per provider, for the fleet | `MERCURY_RATE_LIMITS` |
+
+The retry ladder has at most as many levels as there are retry topics; the length of `MERCURY_RETRY_DELAYS`
+is the number of topics.
 """
 import math
 import os

@@ -15,8 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas import codec
-from schemas.provider_settings import (API, InvalidSetting, Sourced, Value, check_names, from_environment, locations,
-                                       origin, parse, secret_names)
+from schemas.provider_settings import (
+    API,
+    InvalidSetting,
+    Sourced,
+    Value,
+    check_names,
+    from_environment,
+    locations,
+    origin,
+    parse,
+    secret_names,
+)
 
 SCHEMA = "mercury.ProviderEntry"
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

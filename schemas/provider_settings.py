@@ -105,7 +105,8 @@ def environment_providers(env: Mapping[str, str]) -> list[str]:
     if not names:
         raise InvalidSetting("MERCURY_PROVIDERS", "names no provider")
     if unknown := [name for name in names if name not in TYPES]:
-        raise InvalidSetting("MERCURY_PROVIDERS", f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(TYPES)}")
+        raise InvalidSetting("MERCURY_PROVIDERS",
+                             f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(TYPES)}")
     if len(set(names)) != len(names):
         raise InvalidSetting("MERCURY_PROVIDERS", f"lists a provider twice: {','.join(names)}")
     return names

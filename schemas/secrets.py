@@ -23,7 +23,8 @@ class SecretBox:
         try:
             self._fernet = MultiFernet([Fernet(key.strip()) for key in keys.split(",") if key.strip()])
         except (ValueError, TypeError):
-            raise ValueError(f"{KEY_ENV} must be Fernet keys (urlsafe base64 of 32 bytes), separated by commas") from None
+            raise ValueError(f"{KEY_ENV} must be Fernet keys (urlsafe base64 of 32 bytes), "
+                             "separated by commas") from None
 
     def __repr__(self) -> str:
         return "SecretBox(<keys hidden>)"

@@ -4,15 +4,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_stack import STACK_ENV
+from loop_thread import LoopThread, Run
+from sandbox_client import Sandbox, sandbox_process
 
 from deploy.broker import broker_process
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import free_port
 from deploy.stack import LocalStack, StackConfig
-from local_stack import STACK_ENV
-from loop_thread import LoopThread, Run
 from providers.config import ADAPTERS
-from sandbox_client import Sandbox, sandbox_process
 from tests.e2e.sessions import gateway
 
 logging.basicConfig(level=logging.INFO)

@@ -8,8 +8,8 @@ covers the difference between the sink's clock and the server's.
 """
 from operator import itemgetter
 
-from analytics.rows import EVENT_COLUMNS, MAIL_COLUMNS, Row
 from analytics.rollups.spans import MARGIN_MS, MINUTE_MS, TABLE
+from analytics.rows import EVENT_COLUMNS, MAIL_COLUMNS, Row
 
 COLUMNS = ("minute",)
 TOUCH_AFTER_MS = MARGIN_MS // 2

@@ -8,11 +8,11 @@ import pytest
 from clickhouse_driver import Client
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from current_clickhouse import CURRENT, REAL, CurrentClickHouse
+from pipeline import PARTITIONS, SINK_TOPICS, Publisher, Records, SinkRunner
 
 from analytics.connection import connect
 from analytics.migrate import migrate
-from current_clickhouse import CURRENT, REAL, CurrentClickHouse
-from pipeline import PARTITIONS, SINK_TOPICS, Publisher, Records, SinkRunner
 
 
 @pytest.fixture
@@ -39,7 +39,8 @@ def first_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli
     yield from _migrated(request, tmp_path, up_to=1)
 
 
-def _migrated(request: pytest.FixtureRequest, tmp_path: Path, up_to: int | None) -> Iterator[Client | CurrentClickHouse]:
+def _migrated(request: pytest.FixtureRequest, tmp_path: Path,
+              up_to: int | None) -> Iterator[Client | CurrentClickHouse]:
     admin = None
     if getattr(request, "param", REAL) == CURRENT:
         client = CurrentClickHouse(str(tmp_path / "chdb"), database="mercury")

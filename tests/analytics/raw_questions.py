@@ -6,6 +6,7 @@ its acceptance from its `accepted` event, and a bucket whose sends carry no late
 from clickhouse_driver import Client
 
 from analytics.lifecycle import EVENT_SEQUENCE, params
+
 # Shaped as the questions shape their answers: only the SQL is the reference's own.
 from analytics.questions import _number, _ratio, _stats
 

@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 from clickhouse_driver import Client
+from current_clickhouse import both_versions
+from pipeline import Records
 
 from analytics import questions
 from analytics.rows import FEEDBACK_COLUMNS, HEALTH_COLUMNS, event_row, mail_row
 from analytics.writer import Writer
-from current_clickhouse import both_versions
-from pipeline import Records
 
 pytestmark = both_versions
 

@@ -4,13 +4,13 @@ import datetime
 
 import pytest
 from clickhouse_driver import Client
+from current_clickhouse import both_versions
+from pipeline import Records
 
 from analytics import retention
 from analytics.migrate import migrate, server_state
 from analytics.rollups.settle import settle
 from analytics.rows import EVENT_COLUMNS, MAIL_COLUMNS, event_row, mail_row
-from current_clickhouse import both_versions
-from pipeline import Records
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 
@@ -70,14 +70,16 @@ def test_the_ttl_follows_the_setting(client: Client) -> None:
     database = client.connection.database
     server = server_state(client, database)
     migrate(client, retention_days=30)
-    engines = dict(client.execute("SELECT name, engine_full FROM system.tables WHERE database = %(d)s", {"d": database}))
+    engines = dict(client.execute("SELECT name, engine_full FROM system.tables WHERE database = %(d)s",
+                                  {"d": database}))
     if not server.ttl:
         assert not any(" TTL " in engine for engine in engines.values())
         return
     for table in retention.TABLES:
         assert "toIntervalDay(30)" in engines[table], engines[table]
     migrate(client, retention_days=0)
-    engines = dict(client.execute("SELECT name, engine_full FROM system.tables WHERE database = %(d)s", {"d": database}))
+    engines = dict(client.execute("SELECT name, engine_full FROM system.tables WHERE database = %(d)s",
+                                  {"d": database}))
     assert not any(" TTL " in engines[table] for table in retention.TABLES)
     assert retention.apply_ttl(client, server_state(client, database, 0)) == []
 

@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from clickhouse_driver import Client
-
 import raw_questions
+from clickhouse_driver import Client
+from current_clickhouse import both_versions
+from pipeline import Records, now_ms
+
 from analytics import questions
 from analytics.migrate import migrate
 from analytics.rollups import settle
@@ -18,8 +20,6 @@ from analytics.rollups.touches import with_touches
 from analytics.rows import event_row, mail_row
 from analytics.store import MailStore
 from analytics.writer import Writer
-from current_clickhouse import both_versions
-from pipeline import Records, now_ms
 
 pytestmark = both_versions
 

@@ -2,12 +2,18 @@
 import logging
 
 import pytest
+from pipeline import Records
 
 from analytics.lifecycle import SQL_PARAMS
 from analytics.rows import (
-    COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS, HEALTH_COLUMNS, MAIL_COLUMNS, UnusableRecord, to_row,
+    COLUMNS,
+    EVENT_COLUMNS,
+    FEEDBACK_COLUMNS,
+    HEALTH_COLUMNS,
+    MAIL_COLUMNS,
+    UnusableRecord,
+    to_row,
 )
-from pipeline import Records
 from schemas import codec, topics
 from schemas.vocabulary import TERMINAL_EVENTS, EventType
 
@@ -108,7 +114,8 @@ def test_provider_feedback_becomes_a_row() -> None:
     assert table == "provider_feedback"
     assert dict(zip(FEEDBACK_COLUMNS, row)) == {
         **{k: v for k, v in record.items() if k not in ("occurred_at", "received_at")},
-        "created_at_ms": 1_700_000_000_000, "received_at_ms": 1_700_000_000_500, "kafka_partition": 2, "kafka_offset": 3,
+        "created_at_ms": 1_700_000_000_000, "received_at_ms": 1_700_000_000_500,
+        "kafka_partition": 2, "kafka_offset": 3,
     }
 
 

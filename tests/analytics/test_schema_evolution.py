@@ -3,12 +3,12 @@ an interrupted run finishes on the next, and each server gets the features it ha
 tenants existed become the default tenant's."""
 import pytest
 from clickhouse_driver import Client
+from current_clickhouse import CURRENT, REAL
+from pipeline import Records
 
 from analytics import migrations
 from analytics.migrate import migrate, server_state
 from analytics.rows import EVENT_COLUMNS, MAIL_COLUMNS, event_row, mail_row
-from current_clickhouse import CURRENT, REAL
-from pipeline import Records
 
 pytestmark = pytest.mark.parametrize("first_schema", [REAL, CURRENT], indirect=True)
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from clickhouse_driver import Client
+from pipeline import Publisher, Records, SinkRunner, all_stored, committed, now_ms, stored, wait_for
 
 from analytics import questions
 from analytics.connection import connect
@@ -16,7 +17,6 @@ from analytics.migrate import migrate
 from analytics.store import MailStore
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import free_port
-from pipeline import Publisher, Records, SinkRunner, all_stored, committed, now_ms, stored, wait_for
 from schemas import codec, topics
 
 log = logging.getLogger(__name__)

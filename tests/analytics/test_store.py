@@ -2,10 +2,10 @@
 
 import pytest
 from clickhouse_driver import Client
-
-from analytics.store import MailStore
 from current_clickhouse import both_versions
 from pipeline import Records, write_twice
+
+from analytics.store import MailStore
 
 pytestmark = both_versions
 

@@ -5,11 +5,11 @@ from collections import Counter
 
 import pytest
 from clickhouse_driver import Client
+from current_clickhouse import both_versions
+from pipeline import Records, write_twice
 
 from analytics import questions
 from analytics.store import MailStore
-from current_clickhouse import both_versions
-from pipeline import Records, write_twice
 
 pytestmark = both_versions
 

@@ -2,11 +2,11 @@
 and the settler survives a ClickHouse it cannot reach."""
 import pytest
 from clickhouse_driver import Client
+from pipeline import Records
 
 from analytics.rollups.settle import Settler
 from analytics.rollups.touches import TOUCH_AFTER_MS, with_touches
 from analytics.rows import event_row, mail_row
-from pipeline import Records
 
 NOW = 1_750_000_000_000
 

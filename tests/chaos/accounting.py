@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from clickhouse_driver import Client
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from sandbox_client import Sandbox
 
 from analytics.lifecycle import EVENT_SEQUENCE, params
 from dispatcher.dead_letters import RECEIPT
-from sandbox_client import Sandbox
 from schemas import codec, topics
 
 # Where each provider keeps the Mercury mail id it was sent (Mailgun's `v:` variable, SendGrid's custom_args).

@@ -3,10 +3,10 @@ import time
 from pathlib import Path
 
 from clickhouse_driver import Client
+from sandbox_client import Sandbox
 
 from analytics.connection import connect
 from deploy.stack import LocalStack
-from sandbox_client import Sandbox
 from schemas.topics import retry_topics, schedule_topics
 from tests.chaos.accounting import Tally, settle, tally
 from tests.chaos.loadgen import LoadGenerator

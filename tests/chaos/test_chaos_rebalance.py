@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from deploy.stack import LocalStack, StackConfig
+from schemas.vocabulary import EventType, Outcome
 from tests.chaos.conftest import CHAOS_ENV
 from tests.chaos.harness import Chaos
-from schemas.vocabulary import EventType, Outcome
 
 WORKERS = 4
 STORM_STEP_S = 12.0
@@ -94,5 +94,6 @@ def test_a_rolling_restart_loses_resends_and_leaves_ambiguous_nothing(chaos: Cha
     assert not result.ambiguous, "a graceful stop leaves no send cut short"
     ambiguous_attempts = chaos.clickhouse().execute(
         "SELECT count() FROM events FINAL WHERE event = %(event)s AND outcome = %(outcome)s AND mail IN %(ids)s",
-        {"event": str(EventType.ATTEMPT_FAILED), "outcome": str(Outcome.AMBIGUOUS), "ids": tuple(result.accepted)})[0][0]
+        {"event": str(EventType.ATTEMPT_FAILED), "outcome": str(Outcome.AMBIGUOUS),
+         "ids": tuple(result.accepted)})[0][0]
     assert ambiguous_attempts == 0, f"{ambiguous_attempts} sends were reported cut short"

@@ -5,7 +5,6 @@ import time
 import uuid
 
 import orjson
-
 from sandbox_client import Sandbox
 
 from dispatcher.delivery import Dispatcher

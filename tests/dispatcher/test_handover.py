@@ -6,9 +6,9 @@ import uuid
 
 from test_delivery import decoded, handle, kinds, make_dispatcher, request
 
+from dispatcher.jobs import Source
 from dispatcher.ledger import SENDING, SENT
 from dispatcher.ownership import Ownership
-from dispatcher.jobs import Source
 from schemas import codec, topics
 from schemas.publishing import Output
 

@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 from confluent_kafka import Consumer
+from sandbox_client import Sandbox
 
 from analytics.connection import connect
 from deploy.stack import LocalStack
-from sandbox_client import Sandbox
 from schemas import codec
 from tests.e2e.sessions import gateway
 

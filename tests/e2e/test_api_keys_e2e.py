@@ -24,7 +24,8 @@ def test_every_route_with_data_needs_a_valid_key(stack, api):
         assert "API key is required" in answer.json()["error"]
     forged = key_session("mk_0123456789abcdef_" + "A" * 43)
     assert forged.get(f"{api}/mails/", timeout=10).status_code == 401
-    for public in (f"{api}/", f"{stack.config.api_url}/openapi.json", f"{stack.config.api_url}/schema-registry/subjects",
+    for public in (f"{api}/", f"{stack.config.api_url}/openapi.json",
+                   f"{stack.config.api_url}/schema-registry/subjects",
                    f"{stack.config.api_url}/dashboard", f"{stack.config.api_url}/metrics"):
         assert anonymous.get(public, timeout=10).status_code == 200, public
 

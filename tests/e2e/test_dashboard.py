@@ -86,7 +86,8 @@ def test_the_page_shows_the_apis_numbers_and_a_mails_trace(stack, api, sandbox, 
         page_sent, api_sent = agreeing(page, f'[data-provider="{provider}"][data-field="sent"]',
                                        lambda: str(api_providers(api)[provider]["sent"]))
         assert page_sent == api_sent, f"{provider} sent: page {page_sent}, API {api_sent}; {page_errors(page)}"
-        assert page.get_attribute(f'.badge[data-provider="{provider}"]', "data-value") in {"closed", "open", "half_open"}
+        assert page.get_attribute(f'.badge[data-provider="{provider}"]',
+                                  "data-value") in {"closed", "open", "half_open"}
 
     total = wait_for(lambda: shown(page, '[data-field="lag-total"]'), what="the lag total")
     assert int(total) >= 0

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas import codec
-from tests.e2e.conftest import gateway, dead_letters, events_of, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import dead_letters, events_of, gateway, unique_subject, wait_for, wait_for_event
 
 PDF = b"%PDF-1.4\n\x00\xff\xfe binary body"
 BASE = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "s", "content": "c"}

@@ -10,14 +10,14 @@ import orjson
 import pytest
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from sandbox_client import Sandbox
 
 from deploy.processes import ManagedProcess, free_port, http_ok
 from ingest.idempotency import mail_id_for
-from sandbox_client import Sandbox
 from schemas import codec, topics
 from schemas.events import now_ms
 from schemas.validation import MAX_SCHEDULE_DAYS
-from tests.e2e.conftest import gateway, events_of, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import events_of, gateway, unique_subject, wait_for, wait_for_event
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -12,10 +12,10 @@ import orjson
 import pytest
 import requests
 import schemathesis
+from local_stack import STACK_ENV
 
 from deploy.stack import LocalStack, StackConfig
 from ingest.app import create_app
-from local_stack import STACK_ENV
 
 MAX_EXAMPLES = 100
 SEED = 20_240_611
@@ -58,12 +58,12 @@ def test_every_served_route_is_documented(stack: LocalStack):
     """Every API route the gateway serves is in the schema; the dashboard's static files are not API."""
     document = requests.get(f"{stack.config.api_url}/openapi.json", timeout=10).json()
     paths = set(document["paths"])
-    assert {"/api/v1.0/", "/api/v1.0/mails/", "/api/v1.0/mails/batch", "/api/v1.0/mails/{mail_id}", "/api/v1.0/mails/{mail_id}/events/",
-            "/api/v1.0/mails/{mail_id}/events/{event_id}", "/api/v1.0/analytics/lag", "/metrics",
-            "/api/v1.0/webhooks/mailgun", "/api/v1.0/webhooks/sendgrid", "/schema-registry/subjects",
-            "/api/v1.0/keys/", "/api/v1.0/keys/{key_id}", "/api/v1.0/dispatcher/providers/",
-            "/api/v1.0/dispatcher/providers/{provider_id}", "/api/v1.0/configurations/",
-            "/api/v1.0/configurations/{config_id}"} <= paths
+    assert {"/api/v1.0/", "/api/v1.0/mails/", "/api/v1.0/mails/batch", "/api/v1.0/mails/{mail_id}",
+            "/api/v1.0/mails/{mail_id}/events/", "/api/v1.0/mails/{mail_id}/events/{event_id}",
+            "/api/v1.0/analytics/lag", "/metrics", "/api/v1.0/webhooks/mailgun", "/api/v1.0/webhooks/sendgrid",
+            "/schema-registry/subjects", "/api/v1.0/keys/", "/api/v1.0/keys/{key_id}",
+            "/api/v1.0/dispatcher/providers/", "/api/v1.0/dispatcher/providers/{provider_id}",
+            "/api/v1.0/configurations/", "/api/v1.0/configurations/{config_id}"} <= paths
     assert document["components"]["securitySchemes"]["ApiKey"] == {
         "type": "http", "scheme": "bearer", "bearerFormat": "mk_<id>_<secret>",
         "description": document["components"]["securitySchemes"]["ApiKey"]["description"]}
@@ -90,7 +90,8 @@ HOSTILE = [
       for body, content_type in ((b"", "application/json"), (b"null", "application/json"), (NESTED, "application/json"),
                                  (b"\xff\xfe\x00garbage", "application/json"), (b"<xml/>", "application/xml"),
                                  (b"a=1&b=2", "application/x-www-form-urlencoded"),
-                                 (b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--", "multipart/form-data; boundary=x"),
+                                 (b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--",
+                                  "multipart/form-data; boundary=x"),
                                  (b"{}" + b" " * 2_000_000, "application/json"))),
     *(("/api/v1.0/webhooks/mailgun", orjson.dumps({"signature": {"timestamp": stamp, "token": token, "signature": sig},
                                                    "event-data": {"event": "delivered"}}), {})

@@ -10,7 +10,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from deploy.processes import ManagedProcess, free_port, http_ok
 from schemas import codec, registry
-from tests.e2e.conftest import gateway, dead_letters, events_of, post_mail, unique_subject, wait_for, wait_for_event
+from tests.e2e.conftest import dead_letters, events_of, gateway, post_mail, unique_subject, wait_for, wait_for_event
 
 GOOD = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "s", "content": "c"}
 

@@ -1,9 +1,7 @@
 """A mail's life through the real stack: HTTP → Kafka → dispatcher → sandbox provider → ClickHouse."""
 import time
 
-
-from tests.e2e.conftest import (gateway, dead_letters, events_of, post_mail, unique_subject, wait_for,
-                                wait_for_event)
+from tests.e2e.conftest import dead_letters, events_of, gateway, post_mail, unique_subject, wait_for, wait_for_event
 
 
 def kinds(events: list[dict]) -> list[str]:

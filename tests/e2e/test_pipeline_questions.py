@@ -1,8 +1,7 @@
 """The operators' questions answered from ClickHouse match what the test sent through the real stack."""
 import time
 
-from analytics.questions import (delivery_time_stats, failure_causes, provider_stats, queue_time_stats,
-                                 unfinished_mails)
+from analytics.questions import delivery_time_stats, failure_causes, provider_stats, queue_time_stats, unfinished_mails
 from tests.e2e.conftest import events_of, post_mail, unique_subject, wait_for, wait_for_event
 
 SLOW_MS = 80

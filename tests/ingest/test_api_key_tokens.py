@@ -39,10 +39,12 @@ def test_malformed_tokens_are_not_tokens(token):
 
 @pytest.mark.parametrize(("fields", "field"), [
     ({"tenant": "Acme"}, "tenant"), ({"tenant": ""}, "tenant"), ({"tenant": "a" * 65}, "tenant"),
-    ({"tenant": 7}, "tenant"), ({"tenant": "acme\n"}, "tenant"), ({"scopes": []}, "scopes"), ({"scopes": "send"}, "scopes"),
-    ({"scopes": ["send", "root"]}, "scopes"), ({"name": "two\nlines"}, "name"), ({"name": "x" * 201}, "name"),
-    ({"rate_per_s": -2}, "rate_per_s"), ({"rate_per_s": float("nan")}, "rate_per_s"), ({"rate_per_s": True}, "rate_per_s"),
-    ({"rate_per_s": "5"}, "rate_per_s"), ({"burst": -1}, "burst"), ({"burst": 1.5}, "burst"),
+    ({"tenant": 7}, "tenant"), ({"tenant": "acme\n"}, "tenant"),
+    ({"scopes": []}, "scopes"), ({"scopes": "send"}, "scopes"), ({"scopes": ["send", "root"]}, "scopes"),
+    ({"name": "two\nlines"}, "name"), ({"name": "x" * 201}, "name"),
+    ({"rate_per_s": -2}, "rate_per_s"), ({"rate_per_s": float("nan")}, "rate_per_s"),
+    ({"rate_per_s": True}, "rate_per_s"), ({"rate_per_s": "5"}, "rate_per_s"),
+    ({"burst": -1}, "burst"), ({"burst": 1.5}, "burst"),
 ])
 def test_a_key_that_cannot_be_made_names_the_field(fields, field):
     with pytest.raises(InvalidKeyRequest) as refused:

@@ -50,7 +50,8 @@ def test_a_value_is_set_changed_and_deleted_back_to_the_environment(client: Test
     assert client.delete(f"{PREFIX}/breakers").status_code == 204
     assert client.get(f"{PREFIX}/breakers").json()["source"] == "environment"
     assert client.delete(f"{PREFIX}/breakers").status_code == 404
-    assert client.post(f"{PREFIX}/", json={"id": "breakers", "value": {"failures": 9, "recovery_s": 1}}).status_code == 201
+    assert client.post(f"{PREFIX}/",
+                       json={"id": "breakers", "value": {"failures": 9, "recovery_s": 1}}).status_code == 201
 
 
 @pytest.mark.parametrize("method, path, body, status, field", [

@@ -4,8 +4,14 @@ from cryptography.fernet import Fernet
 
 from providers.config import ADAPTERS, build_provider
 from schemas import codec
-from schemas.configurations import (BREAKERS, RATE_LIMITS, RETRY_LADDER, ConfigurationRecord, check_value,
-                                    environment_values)
+from schemas.configurations import (
+    BREAKERS,
+    RATE_LIMITS,
+    RETRY_LADDER,
+    ConfigurationRecord,
+    check_value,
+    environment_values,
+)
 from schemas.provider_entries import ProviderEntry, check_entry, effective
 from schemas.provider_settings import TYPES, InvalidSetting, from_environment
 from schemas.secrets import SecretBox, SecretsUnavailable, open_secrets

@@ -68,6 +68,7 @@ def test_a_batch_takes_one_token_per_mail_and_as_many_as_are_left():
     clock.now += 0.4
     assert limits.take(key, 1) == (1, 0.0) and limits.take(key, 1)[0] == 1
     assert limits.take(key, 0) == (0, 0.0)
-    assert limits.take(key, 1000) == (0, pytest.approx(10 / 5))  # waits for a full bucket at most, never for what cannot fit
+    # waits for a full bucket at most, never for what cannot fit
+    assert limits.take(key, 1000) == (0, pytest.approx(10 / 5))
     unlimited, _ = mint(rate_per_s=0)
     assert limits.take(unlimited, 1000) == (1000, 0.0)

@@ -4,8 +4,16 @@ import pytest
 
 from analytics.rows import ROUTES
 from deploy.processes import free_port
-from ingest.lag import (DISPATCHER_GROUP, ConsumerGroup, KafkaUnavailable, LagReader, PartitionOffsets,
-                        consumer_groups, router, summarize)
+from ingest.lag import (
+    DISPATCHER_GROUP,
+    ConsumerGroup,
+    KafkaUnavailable,
+    LagReader,
+    PartitionOffsets,
+    consumer_groups,
+    router,
+    summarize,
+)
 from schemas import topics
 
 

@@ -44,7 +44,8 @@ def test_every_field_arrives_where_the_provider_puts_it(sandbox: Sandbox, provid
     assert (received["text"], received["html"], received["reply_to"]) == (mail.content, mail.html, mail.reply_to)
     assert received["headers"] == mail.headers
     assert received["tags"] == list(mail.tags)
-    assert received["custom"] == {**mail.metadata, {"mailgun": "mercury-id", "sendgrid": "mercury_id"}[provider]: mail.id}
+    assert received["custom"] == {**mail.metadata,
+                                  {"mailgun": "mercury-id", "sendgrid": "mercury_id"}[provider]: mail.id}
     assert received["attachments"] == [digest(a) for a in attachments]
 
 

@@ -3,6 +3,7 @@ import io
 
 import fastavro
 import pytest
+
 from schemas import codec, registry
 
 MAIL = {"id": "m1", "sender": "a@example.com", "recipients": ["b@example.com"], "subject": "s",

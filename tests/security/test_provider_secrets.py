@@ -17,8 +17,14 @@ from dispatcher.jobs import Source
 from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import BoundedSender
 from ingest.providers_api import PREFIX, ProvidersApi
-from providers import (ProviderAdapter, ProviderConfigError, ProviderError, ProviderFailure, TransientError,
-                       load_providers)
+from providers import (
+    ProviderAdapter,
+    ProviderConfigError,
+    ProviderError,
+    ProviderFailure,
+    TransientError,
+    load_providers,
+)
 from providers.config import build_provider
 from schemas import codec, topics
 from schemas.model import Mail
