@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.model import DEFAULT_TENANT
 from schemas.validation import InvalidMail, check_mail_id
 from schemas.vocabulary import EventType
@@ -100,10 +100,10 @@ def feedback_row(record: dict, partition: int, offset: int) -> Row:
 
 
 ROUTES: dict[str, Route] = {
-    topics.REQUESTS: Route("mercury.MailRequest", "mails", MAIL_COLUMNS, mail_row),
-    topics.EVENTS: Route("mercury.MailEvent", "events", EVENT_COLUMNS, event_row),
-    topics.HEALTH: Route("mercury.ProviderHealth", "provider_health", HEALTH_COLUMNS, health_row),
-    topics.FEEDBACK: Route("mercury.ProviderEvent", "provider_feedback", FEEDBACK_COLUMNS, feedback_row),
+    topics.REQUESTS: Route(registry.MAIL_REQUEST, "mails", MAIL_COLUMNS, mail_row),
+    topics.EVENTS: Route(registry.MAIL_EVENT, "events", EVENT_COLUMNS, event_row),
+    topics.HEALTH: Route(registry.PROVIDER_HEALTH, "provider_health", HEALTH_COLUMNS, health_row),
+    topics.FEEDBACK: Route(registry.PROVIDER_EVENT, "provider_feedback", FEEDBACK_COLUMNS, feedback_row),
 }
 COLUMNS: dict[str, tuple[str, ...]] = {route.table: route.columns for route in ROUTES.values()}
 

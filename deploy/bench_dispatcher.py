@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, Producer
 
 from deploy.bench_stack import configure_logging, round_settings
 from deploy.stack import LocalStack, StackConfig
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import now_ms
 from schemas.model import Mail
 from schemas.vocabulary import EventType
@@ -35,7 +35,7 @@ def mail_records(count: int) -> list[tuple[str, bytes]]:
     for _ in range(count):
         mail = Mail(id=uuid.uuid4().hex, sender="bench@example.com", recipients=("reader@example.com",),
                     subject="bench", content="Hello from the benchmark", created_at=created, origin="http")
-        records.append((mail.id, codec.encode("mercury.MailRequest", mail.to_record())))
+        records.append((mail.id, codec.encode(registry.MAIL_REQUEST, mail.to_record())))
     return records
 
 

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 
 from deploy.bench_stack import configure_logging
 from deploy.stack import LocalStack, StackConfig
-from schemas import codec, topics
+from schemas import codec, registry, topics
 
 log = logging.getLogger("mercury.bench.ledger")
 WEEK_MS = 7 * 86_400_000
@@ -33,7 +33,7 @@ def fill_ledger(bootstrap: str, mails: int) -> None:
     for n in range(mails):
         at = now - WEEK_MS + n * WEEK_MS // mails - 3_600_000
         mail_id = f"history-{n:08d}"
-        value = codec.encode("mercury.LedgerEntry", {"mail_id": mail_id, "state": "sent", "worker": "bench/old",
+        value = codec.encode(registry.LEDGER_ENTRY, {"mail_id": mail_id, "state": "sent", "worker": "bench/old",
                                                      "provider": "mailgun", "message_id": f"<{n}@bench>",
                                                      "until": 0, "at": at})
         while True:
@@ -50,7 +50,7 @@ def fill_ledger(bootstrap: str, mails: int) -> None:
 def publish_mail(bootstrap: str, subject: str) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     mail_id = uuid.uuid4().hex
-    producer.produce(topics.REQUESTS, key=mail_id, value=codec.encode("mercury.MailRequest", {
+    producer.produce(topics.REQUESTS, key=mail_id, value=codec.encode(registry.MAIL_REQUEST, {
         "id": mail_id, "sender": "bench@example.com", "recipients": ["reader@example.com"], "subject": subject,
         "content": "first send", "created_at": int(time.time() * 1000), "origin": "http"}))
     producer.flush(10)

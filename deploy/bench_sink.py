@@ -23,7 +23,7 @@ from analytics.migrate import migrate
 from deploy.broker import broker_process
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import ManagedProcess, free_port
-from schemas import codec, topics
+from schemas import codec, registry, topics
 
 log = logging.getLogger("mercury.bench.sink")
 
@@ -44,7 +44,7 @@ def produce(bootstrap: str, events: int) -> int:
         mail_id, at = uuid.uuid4().hex, start + n // 50
         mail = {"id": mail_id, "sender": "bench@example.com", "recipients": ["reader@example.com"],
                 "subject": "bench", "content": "hello", "created_at": at, "origin": "http", "tenant": "default"}
-        _send(producer, topics.REQUESTS, mail_id, codec.encode("mercury.MailRequest", mail))
+        _send(producer, topics.REQUESTS, mail_id, codec.encode(registry.MAIL_REQUEST, mail))
         for event, provider, outcome, blob in (
             ("accepted", None, None, ""),
             ("dispatched", "mailgun", None, ""),
@@ -52,7 +52,7 @@ def produce(bootstrap: str, events: int) -> int:
         ):
             record = {"id": uuid.uuid4().hex, "mail": mail_id, "event": event, "created_at": at + 5,
                       "created_by": "bench", "provider": provider, "outcome": outcome, "blob": blob}
-            _send(producer, topics.EVENTS, mail_id, codec.encode("mercury.MailEvent", record))
+            _send(producer, topics.EVENTS, mail_id, codec.encode(registry.MAIL_EVENT, record))
     if producer.flush(120):
         raise RuntimeError("the backlog was not all written within 120 s")
     return events // 3 * 3

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import encode_event, make_event, now_ms
 from schemas.producer import AsyncProducer, BrokerUnavailable
 from schemas.validation import InvalidMail, check_mail_id
@@ -44,8 +44,8 @@ log = logging.getLogger("mercury.dead_letters")
 kafka_log = logging.getLogger("mercury.dead_letters.kafka")
 
 CREATED_BY = "dead-letters"
-LETTER_SCHEMA = "mercury.DeadLetter"
-REQUEST_SCHEMA = "mercury.MailRequest"
+LETTER_SCHEMA = registry.DEAD_LETTER
+REQUEST_SCHEMA = registry.MAIL_REQUEST
 # Records awaiting the broker's acknowledgement at once; bounds memory on a large replay.
 MAX_IN_FLIGHT = 500
 PROGRESS_EVERY_S = 1.0

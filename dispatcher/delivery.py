@@ -28,7 +28,7 @@ from providers.errors import (
     ThrottledError,
     TransientError,
 )
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import accepted_event, encode_event, make_event, now_ms
 from schemas.model import Mail
 from schemas.publishing import Output
@@ -362,7 +362,7 @@ class Dispatcher:
             # A letter must fit on the topic whatever was sent; a record this large is kept in part.
             detail = f"{detail} (payload of {len(payload)} bytes cut to {MAX_DEAD_PAYLOAD})"
             payload = payload[:MAX_DEAD_PAYLOAD]
-        return Output(topics.DEAD, mail_id, codec.encode("mercury.DeadLetter", {
+        return Output(topics.DEAD, mail_id, codec.encode(registry.DEAD_LETTER, {
             "mail_id": mail_id,
             "reason": detail[:MAX_REASON_CHARS],
             "outcome": str(reason),

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 from dispatcher.metrics import BREAKER_STATE, BREAKER_VALUES
 from providers.errors import AmbiguousError, ProviderError, ProviderFailure, ThrottledError, TransientError
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import now_ms
 from schemas.publishing import Output
 
 log = logging.getLogger("mercury.dispatcher.health")
-SCHEMA = "mercury.ProviderHealth"
+SCHEMA = registry.PROVIDER_HEALTH
 CLOSED, OPEN, HALF_OPEN, THROTTLED, ALIVE = "closed", "open", "half_open", "throttled", "alive"
 CLAIM_WAIT_S = 1.0
 HEARTBEAT_S = 2.0

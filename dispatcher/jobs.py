@@ -3,11 +3,11 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.model import Mail
 
-REQUEST_SCHEMA = "mercury.MailRequest"
-RETRY_SCHEMA = "mercury.RetryRecord"
+REQUEST_SCHEMA = registry.MAIL_REQUEST
+RETRY_SCHEMA = registry.RETRY_RECORD
 # A reason travels with a retry record and a dead letter: bounded, so a valid mail always fits both.
 MAX_REASON_CHARS = 2000
 # When a copy of a mail was written says nothing about what the mail says.

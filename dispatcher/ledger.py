@@ -20,13 +20,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import now_ms
 from schemas.publishing import Output
 from schemas.replica import Publish, TopicReplica
 
 log = logging.getLogger("mercury.dispatcher.ledger")
-SCHEMA = "mercury.LedgerEntry"
+SCHEMA = registry.LEDGER_ENTRY
 SENDING, SENT, FAILED, DEAD = "sending", "sent", "failed", "dead"
 # Workers' clocks differ: a starting worker reads this much further back than its window.
 CLOCK_SKEW_MS = 60_000

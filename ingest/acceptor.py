@@ -28,7 +28,7 @@ from ingest.idempotency import (
     legacy_mail_id_for,
 )
 from ingest.responses import RETRY_AFTER_S, json_response
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import accepted_event, encode_event, make_event
 from schemas.model import Mail
 from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten, Output
@@ -158,7 +158,7 @@ class Acceptor:
                          mails: Sequence[tuple[Mail, dict[str, object]]]) -> list[Answer]:
         """For each mail, 202 once the broker has it and 503 when it may not; each mail's detail goes into its
         acceptance record. The mails are published together, then the acceptance records of those taken."""
-        requests = [Output(topics.REQUESTS, mail.id, codec.encode("mercury.MailRequest", mail.to_record()))
+        requests = [Output(topics.REQUESTS, mail.id, codec.encode(registry.MAIL_REQUEST, mail.to_record()))
                     for mail, _ in mails]
         failures = await producer.send_all(requests)
         answers = [accepted(mail) if failure is None else _unaccepted(mail, failure)

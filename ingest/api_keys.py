@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from schemas import codec
+from schemas import codec, registry
 from schemas.events import now_ms
 from schemas.model import DEFAULT_TENANT, TENANT_PATTERN
 
-SCHEMA = "mercury.ApiKey"
+SCHEMA = registry.API_KEY
 PREFIX = "mk_"
 UNLIMITED = 0.0
 DEFAULT_RATE = -1.0

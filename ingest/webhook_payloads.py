@@ -7,10 +7,11 @@ a recipient (Mailgun accepted or stored, SendGrid processed or deferred, ...) gi
 import uuid
 from collections.abc import Mapping
 
+from schemas import registry
 from schemas.message_ids import normalise_message_id
 from schemas.vocabulary import Bounce, FeedbackEvent
 
-SCHEMA = "mercury.ProviderEvent"
+SCHEMA = registry.PROVIDER_EVENT
 CREATED_BY = "ingest/webhooks"
 REASON_CHARS = 500
 # A provider's retry of one event gets the same record id.

@@ -19,12 +19,12 @@ from typing import Any
 
 import orjson
 
-from schemas import codec
+from schemas import codec, registry
 from schemas.provider_entries import ID
 from schemas.provider_settings import InvalidSetting
 from schemas.topics import retry_delays
 
-SCHEMA = "mercury.Configuration"
+SCHEMA = registry.CONFIGURATION
 RETRY_LADDER, BREAKERS, RATE_LIMITS = "retry_ladder", "breakers", "provider_rate_limits"
 IDS = (RETRY_LADDER, BREAKERS, RATE_LIMITS)
 # A retry record's due time and a breaker's open time are Avro longs of ms; thirty days keeps them far from it.

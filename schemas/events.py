@@ -4,11 +4,11 @@ import uuid
 
 import orjson
 
-from schemas import codec
+from schemas import codec, registry
 from schemas.model import Mail
 from schemas.vocabulary import EventType
 
-SCHEMA = "mercury.MailEvent"
+SCHEMA = registry.MAIL_EVENT
 # Acceptance is recorded once per mail whoever records it and however often: its id derives from the mail id.
 _ACCEPTED_NAMESPACE = uuid.UUID("6f1c1f0e-5d2a-4c57-9a57-3d1f4f3b2a10")
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from schemas import codec
+from schemas import codec, registry
 from schemas.provider_settings import (
     API,
     InvalidSetting,
@@ -28,7 +28,7 @@ from schemas.provider_settings import (
     secret_names,
 )
 
-SCHEMA = "mercury.ProviderEntry"
+SCHEMA = registry.PROVIDER_ENTRY
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Stands in for a secret that is stored but cannot be read here (the gateway without a key): it was checked
 # when it was written, and no other setting's check depends on a secret's value.

@@ -12,6 +12,8 @@ import orjson
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, load_schema, to_parsing_canonical_form
 
+from schemas import topics
+
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 
 
@@ -25,27 +27,47 @@ class RegisteredSchema:
     canonical: str
 
 
+# Mercury's record types by their Avro full names: what outside producers name too.
+MAIL_REQUEST = "mercury.MailRequest"
+RETRY_RECORD = "mercury.RetryRecord"
+MAIL_EVENT = "mercury.MailEvent"
+DEAD_LETTER = "mercury.DeadLetter"
+PROVIDER_HEALTH = "mercury.ProviderHealth"
+LEDGER_ENTRY = "mercury.LedgerEntry"
+PROVIDER_EVENT = "mercury.ProviderEvent"
+PROVIDER_ENTRY = "mercury.ProviderEntry"
+CONFIGURATION = "mercury.Configuration"
+API_KEY = "mercury.ApiKey"
+
+
+def _subject(topic: str) -> str:
+    return f"{topic}-value"
+
+
+# Every retry level's topic shares one subject.
+_RETRY_SUBJECT = _subject(topics.RETRY_PREFIX.rstrip("."))
+
 # Subjects follow the TopicNameStrategy (<topic>-value) that AvroSerializer uses by default. A schema that
 # gains fields gets a new id; the old one stays (its file under avro/v<n>/), so records written with it still
 # decode, read into the newest version with the new fields' defaults.
 _IDS = {
-    1: ("mercury.MailRequest", "mail.requests-value", "v1"),
-    2: ("mercury.RetryRecord", "mail.retry-value", "v1"),
-    3: ("mercury.MailEvent", "mail.events-value", ""),
-    4: ("mercury.DeadLetter", "mail.dead-value", ""),
-    5: ("mercury.ProviderHealth", "mail.health-value", ""),
-    6: ("mercury.LedgerEntry", "mail.ledger-value", "v1"),
-    7: ("mercury.MailRequest", "mail.requests-value", "v2"),
-    8: ("mercury.RetryRecord", "mail.retry-value", "v2"),
-    9: ("mercury.ProviderEvent", "mail.feedback-value", ""),
-    10: ("mercury.MailRequest", "mail.requests-value", "v3"),
-    11: ("mercury.RetryRecord", "mail.retry-value", "v3"),
-    12: ("mercury.MailRequest", "mail.requests-value", ""),
-    13: ("mercury.RetryRecord", "mail.retry-value", ""),
-    14: ("mercury.ProviderEntry", "mail.providers-value", ""),
-    15: ("mercury.Configuration", "mail.configurations-value", ""),
-    16: ("mercury.ApiKey", "mail.api-keys-value", ""),
-    17: ("mercury.LedgerEntry", "mail.ledger-value", ""),
+    1: (MAIL_REQUEST, _subject(topics.REQUESTS), "v1"),
+    2: (RETRY_RECORD, _RETRY_SUBJECT, "v1"),
+    3: (MAIL_EVENT, _subject(topics.EVENTS), ""),
+    4: (DEAD_LETTER, _subject(topics.DEAD), ""),
+    5: (PROVIDER_HEALTH, _subject(topics.HEALTH), ""),
+    6: (LEDGER_ENTRY, _subject(topics.LEDGER), "v1"),
+    7: (MAIL_REQUEST, _subject(topics.REQUESTS), "v2"),
+    8: (RETRY_RECORD, _RETRY_SUBJECT, "v2"),
+    9: (PROVIDER_EVENT, _subject(topics.FEEDBACK), ""),
+    10: (MAIL_REQUEST, _subject(topics.REQUESTS), "v3"),
+    11: (RETRY_RECORD, _RETRY_SUBJECT, "v3"),
+    12: (MAIL_REQUEST, _subject(topics.REQUESTS), ""),
+    13: (RETRY_RECORD, _RETRY_SUBJECT, ""),
+    14: (PROVIDER_ENTRY, _subject(topics.PROVIDERS), ""),
+    15: (CONFIGURATION, _subject(topics.CONFIGURATIONS), ""),
+    16: (API_KEY, _subject(topics.API_KEYS), ""),
+    17: (LEDGER_ENTRY, _subject(topics.LEDGER), ""),
 }
 
 
@@ -78,7 +100,7 @@ def by_name(name: str) -> RegisteredSchema:
 def subject_versions(subject: str) -> list[RegisteredSchema]:
     """Every version registered under a subject, oldest first; retry topics share one subject."""
     if subject.startswith("mail.retry."):
-        subject = "mail.retry-value"
+        subject = _RETRY_SUBJECT
     return [schema for schema in schemas().values() if schema.subject == subject]
 
 
