@@ -16,6 +16,7 @@ from pathlib import Path
 from analytics.questions import delivery_time_stats
 from deploy.bench_stack import configure_logging, fresh_stack, round_settings
 from deploy.stack import LocalStack
+from ingest.api_root import API
 
 log = logging.getLogger("mercury.bench")
 
@@ -63,7 +64,7 @@ def main() -> None:
         script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
         cpu_before = cpu_by_kind(stack)
         started_ms = time.time_ns() // 1_000_000
-        url = f"{config.api_url}/api/v1.0/mails/"
+        url = f"{config.api_url}{API}/mails/"
         runs = [run_wrk(url, seconds, connections, 2, script) for _ in range(rounds)]
         accepted = sum(total - non_2xx for total, non_2xx in runs)
         non_2xx = sum(bad for _, bad in runs)

@@ -17,6 +17,8 @@ import requests
 
 from deploy.bench import WRK_SCRIPT, run_wrk
 from deploy.bench_stack import configure_logging, fresh_stack, round_settings
+from ingest.api_root import API
+from ingest.mail_batch import PATH as BATCH_PATH
 
 log = logging.getLogger("mercury.bench_batch")
 BATCH_MAILS = 1000
@@ -73,11 +75,11 @@ def main() -> None:
     body = batch_body()
     with fresh_stack("mercury-bench-batch-") as (stack, _client):
         api_url = stack.config.api_url
-        runs = [batch_round(f"{api_url}/api/v1.0/mails/batch", stack.admin_key, body, clients, seconds)
+        runs = [batch_round(f"{api_url}{BATCH_PATH}", stack.admin_key, body, clients, seconds)
                 for _ in range(rounds)]
         script = stack.config.state_dir / "post.lua"
         script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
-        total, non_2xx = run_wrk(f"{api_url}/api/v1.0/mails/", seconds, connections, 2, script)
+        total, non_2xx = run_wrk(f"{api_url}{API}/mails/", seconds, connections, 2, script)
     rates = [rate for rate, _ in runs]
     print(f"batch_accepted_rate: {statistics.median(rates):.0f} mails/s")
     print(f"batch_accepted_rate_rounds: {' '.join(f'{r:.0f}' for r in rates)} mails/s")

@@ -16,6 +16,8 @@ from deploy.bench import WRK_SCRIPT, run_wrk
 from deploy.bench_batch import BATCH_MAILS, batch_body, batch_round
 from deploy.bench_stack import configure_logging, round_settings
 from deploy.stack import LocalStack, StackConfig
+from ingest.api_root import API
+from ingest.mail_batch import PATH as BATCH_PATH
 
 log = logging.getLogger("mercury.bench_gateway")
 
@@ -33,7 +35,7 @@ def main() -> None:
             gateway = stack.processes["ingest"]
             script = config.state_dir / "post.lua"
             script.write_text(WRK_SCRIPT.replace("{key}", stack.admin_key))
-            single_url = f"{config.api_url}/api/v1.0/mails/"
+            single_url = f"{config.api_url}{API}/mails/"
             run_wrk(single_url, 2, connections, 1, script)  # warm-up: connections, keys, the producer
             single: list[tuple[float, float]] = []
             for _ in range(rounds):
@@ -44,7 +46,7 @@ def main() -> None:
             body, batch = batch_body(), []
             for _ in range(rounds):
                 cpu, started = gateway.cpu_seconds(), time.monotonic()
-                rate, _refused = batch_round(f"{config.api_url}/api/v1.0/mails/batch", stack.admin_key, body,
+                rate, _refused = batch_round(f"{config.api_url}{BATCH_PATH}", stack.admin_key, body,
                                              clients, seconds)
                 accepted = rate * (time.monotonic() - started)
                 batch.append((rate, (gateway.cpu_seconds() - cpu) * 1000 / max(accepted, 1)))

@@ -22,6 +22,7 @@ from clickhouse_driver import Client
 from analytics.questions import delivery_time_stats
 from deploy.bench_stack import configure_logging, fresh_stack, round_settings
 from deploy.stack import LocalStack
+from ingest.api_root import API
 
 log = logging.getLogger("mercury.bench.latency")
 MAIL = {"sender": "bench@example.com", "recipients": "reader@example.com", "subject": "latency",
@@ -66,7 +67,7 @@ class Round:
 
     def __init__(self, stack: LocalStack, rate: float, seconds: float) -> None:
         self.since_ms = time.time_ns() // 1_000_000
-        url = f"{stack.config.api_url}/api/v1.0/mails/"
+        url = f"{stack.config.api_url}{API}/mails/"
         self.answers = asyncio.run(paced(url, stack.admin_key, rate, seconds))
         self.until_ms = time.time_ns() // 1_000_000
 

@@ -16,6 +16,7 @@ import requests
 from dispatcher import dead_letters
 from dispatcher.dead_letters import one_line
 from ingest import key_admin
+from ingest.api_root import API
 
 TIMEOUT_S = 30
 
@@ -27,7 +28,7 @@ def api_url() -> str:
 def _get(api: str, path: str, **params: object) -> dict:
     """One analytics answer; raises SystemExit with the gateway's own reason when it refuses."""
     try:
-        response = requests.get(f"{api}/api/v1.0/analytics/{path}", params=params, timeout=TIMEOUT_S,
+        response = requests.get(f"{api}{API}/analytics/{path}", params=params, timeout=TIMEOUT_S,
                                 headers={"Authorization": f"Bearer {os.environ.get('MERCURY_API_KEY', '')}"})
     except requests.RequestException as err:
         raise SystemExit(f"error: the API at {api} did not answer: {err}") from err

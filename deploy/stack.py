@@ -21,6 +21,7 @@ from deploy.processes import ManagedProcess, StartupError, free_port, http_ok
 from deploy.topics import create_topics
 from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
 from ingest.api_keys import UNLIMITED, ApiKey, Scope
+from ingest.api_root import API
 from ingest.key_admin import create_key, store_key
 from schemas.secrets import KEY_ENV as SECRETS_KEY_ENV
 
@@ -163,7 +164,7 @@ class LocalStack:
         self._mint_admin_key()
         subprocess.run([sys.executable, "-m", "analytics.migrate"], env={**os.environ, **c.child_env()}, cwd=ROOT,
                        check=True, timeout=120)
-        self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}/api/v1.0/"),
+        self._start(self._python("ingest", ["-m", "ingest"], lambda: http_ok(f"{c.api_url}{API}/"),
                                  self.webhook_keys.ingest_env()))
         return self
 
@@ -264,7 +265,7 @@ def main() -> None:
     metrics = "\n".join(f"    {name + ':':14}{url}" for name, url in config.metrics_urls().items())
     print(f"""
 Mercury is running. Logs: {stack.logs}
-  API:      {config.api_url}/api/v1.0/
+  API:      {config.api_url}{API}/
   Dashboard: {config.api_url}/dashboard
   Sandbox:  {config.sandbox_url}/sandbox/mailgun/messages
   Webhooks: the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
@@ -273,7 +274,7 @@ Mercury is running. Logs: {stack.logs}
 Local API key (every scope; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
   export MERCURY_API_KEY={stack.admin_key}
 Send a mail:
-  curl -si -X POST {config.api_url}/api/v1.0/mails/ -H 'Authorization: Bearer {stack.admin_key}' \\
+  curl -si -X POST {config.api_url}{API}/mails/ -H 'Authorization: Bearer {stack.admin_key}' \\
        -H 'Content-Type: application/json' \\
        -d '{{"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "Hello", "content": "Hi Bob"}}'
 Press Ctrl-C to stop.

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from analytics.store import MailStore
 from ingest import bodies, metrics
+from ingest.api_root import API
 from ingest.idempotency import (
     HEADER,
     KEY_CHECK_RETRY_S,
@@ -36,7 +37,6 @@ from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.ingest")
-API = "/api/v1.0"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # A timeout may hide a write: the truth, and what makes a retry safe (the dispatchers drop a second copy of a
 # mail id within their ledger window, and an Idempotency-Key gives the retry the same id; so does a batch item's

@@ -13,13 +13,14 @@ from fastapi.responses import Response
 from analytics import questions
 from ingest import openapi
 from ingest.api_keys import ApiKey
+from ingest.api_root import API
 from ingest.auth import OPERATOR, READ
 from ingest.requests_body import timestamp_ms
 from ingest.responses import error, json_response
 from schemas.events import now_ms
 from schemas.validation import InvalidMail
 
-PREFIX = "/api/v1.0/analytics"
+PREFIX = f"{API}/analytics"
 DEFAULT_WINDOW_S = 3600
 UNFINISHED_WINDOW_S = 86_400
 # 15 digits of ms reach past the year 33000; more would overflow ClickHouse's and the JSON answer's integers.

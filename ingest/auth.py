@@ -14,12 +14,13 @@ from starlette.exceptions import HTTPException
 
 from ingest import metrics
 from ingest.api_keys import ApiKey, Scope
+from ingest.api_root import API
 from ingest.control_topic import ControlUnavailable
 from ingest.key_limits import KeyLimits, retry_after
 from ingest.key_ring import KeyRing, TooManyUnknown
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="mk_<id>_<secret>",
-                    description="An API key from `POST /api/v1.0/keys/` or `mercury keys create`: "
+                    description=f"An API key from `POST {API}/keys/` or `mercury keys create`: "
                                 "`Authorization: Bearer mk_<id>_<secret>`.")
 
 

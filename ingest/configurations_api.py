@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from ingest import openapi
 from ingest.admin_bodies import REFUSALS, Refused, json_object, refusal
+from ingest.api_root import API as ROOT
 from ingest.control_topic import ControlUnavailable, ControlView, not_stored
 from ingest.responses import error, json_response
 from schemas import topics
@@ -24,7 +25,7 @@ from schemas.events import now_ms
 from schemas.provider_settings import API, ENVIRONMENT, InvalidSetting
 
 log = logging.getLogger("mercury.ingest.configurations")
-PREFIX = "/api/v1.0/configurations"
+PREFIX = f"{ROOT}/configurations"
 
 
 class ConfigurationsApi(ControlView):

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ingest import openapi
 from ingest.admin_bodies import MAX_BODY_BYTES
 from ingest.api_keys import DEFAULT_RATE, ApiKey, InvalidKeyRequest, Scope, mint
+from ingest.api_root import API
 from ingest.auth import KEY_ADMIN
 from ingest.bodies import BodyTooLarge, read_limited
 from ingest.control_topic import ControlUnavailable, not_stored
@@ -21,7 +22,7 @@ from ingest.responses import error, json_response
 from schemas.events import now_ms
 from schemas.validation import InvalidMail
 
-PREFIX = "/api/v1.0/keys"
+PREFIX = f"{API}/keys"
 FIELDS = frozenset({"tenant", "scopes", "name", "rate_per_s", "burst"})
 MAX_KEYS_PER_TENANT = 100
 

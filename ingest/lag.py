@@ -27,13 +27,14 @@ from fastapi.responses import Response
 from analytics.rows import ROUTES
 from analytics.sink import SinkConfig
 from ingest import openapi
+from ingest.api_root import API
 from schemas import topics
 
 log = logging.getLogger("mercury.ingest.lag")
 # librdkafka logs every refused connection, several per request; one `lag_unavailable` line says it instead.
 kafka_log = logging.getLogger("mercury.ingest.lag.kafka")
 kafka_log.setLevel(logging.CRITICAL)
-PATH = "/api/v1.0/analytics/lag"
+PATH = f"{API}/analytics/lag"
 # The dispatcher's Faust app id (dispatcher/app.py) is its consumer group id.
 DISPATCHER_GROUP = "mercury-dispatcher"
 BUDGET_S = 5.0

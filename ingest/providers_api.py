@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from ingest import openapi
 from ingest.admin_bodies import REFUSALS, Refused, json_object, refusal
+from ingest.api_root import API as ROOT
 from ingest.control_topic import ControlUnavailable, ControlView, not_stored
 from ingest.responses import error, json_response
 from schemas import topics
@@ -44,7 +45,7 @@ from schemas.provider_settings import (
 from schemas.secrets import KEY_ENV, SecretBox, SecretsUnavailable, open_secrets, secret_box
 
 log = logging.getLogger("mercury.ingest.providers")
-PREFIX = "/api/v1.0/dispatcher/providers"
+PREFIX = f"{ROOT}/dispatcher/providers"
 CREATE_FIELDS = ("id", "type", "enabled", "settings", "secrets")
 CHANGE_FIELDS = ("type", "enabled", "settings", "secrets")
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ingest import metrics, openapi
+from ingest.api_root import API
 from ingest.bodies import BodyTooLarge, read_limited
 from ingest.config import IngestConfig
 from ingest.responses import error, json_response
@@ -36,7 +37,7 @@ from schemas.events import now_ms
 from schemas.producer import AsyncProducer, BrokerUnavailable, Output
 
 log = logging.getLogger("mercury.ingest.webhooks")
-PREFIX = "/api/v1.0/webhooks"
+PREFIX = f"{API}/webhooks"
 # Providers retry webhooks for hours: no need to have them knock again within seconds.
 SLOW_RETRY = {"Retry-After": "10"}
 
