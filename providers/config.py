@@ -12,8 +12,16 @@ from providers.errors import ProviderConfigError
 from providers.mailgun import Mailgun
 from providers.postmark import Postmark
 from providers.sendgrid import SendGrid
-from providers.smtp import Security, SmtpRelay
-from schemas.provider_settings import InvalidSetting, Sourced, Value, environment_providers, from_environment, parse
+from providers.smtp import SmtpRelay
+from schemas.provider_settings import (
+    InvalidSetting,
+    Security,
+    Sourced,
+    Value,
+    environment_providers,
+    from_environment,
+    parse,
+)
 
 Settings = dict[str, Value]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from providers.base import ProviderAdapter, SendResult
 from providers.errors import (
@@ -33,13 +33,10 @@ from providers.errors import (
 )
 from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
+from schemas.provider_settings import LOOPBACK_HOSTS, SECURITY_MODES, Security
 from schemas.vocabulary import FailureCause
 
 log = logging.getLogger("mercury.providers.smtp")
-
-Security = Literal["starttls", "tls", "none"]
-SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 # How each SMTP reply is classified (RFC 5321 reply codes, RFC 3463 enhanced status codes):
 #

@@ -9,10 +9,13 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 ENVIRONMENT, DEFAULT, API = "environment", "default", "api"
+# Hosts a plain-text connection (http, SMTP without TLS) may go to: nothing leaves the machine.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-SECURITY_MODES = ("starttls", "tls", "none")
+Security = Literal["starttls", "tls", "none"]
+SECURITY_MODES: tuple[Security, ...] = get_args(Security)
 MAX_TIMEOUT_S = 600.0
 MAX_VALUE_CHARS = 4096
 # A base URL in the one plain form every URL parser reads alike: a host name (ASCII; IDNs in punycode) or a
