@@ -29,7 +29,8 @@ from clickhouse_driver import Client
 
 from analytics.lifecycle import EVENT_SEQUENCE, IN_WINDOW, params
 from analytics.rollups import milestones, provider_slots
-from analytics.rollups.spans import LAST_MS, MINUTE_MS
+from analytics.rollups.spans import MINUTE_MS
+from analytics.rows import LAST_MS
 from analytics.store import QUEUED, MailStore
 from schemas import events
 from schemas.vocabulary import TERMINAL_EVENTS, EventType

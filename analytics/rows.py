@@ -37,8 +37,9 @@ _PIPELINE_EVENTS = frozenset(EventType)
 # Health records that are liveness, not provider state.
 _HEARTBEAT = "alive"
 
-# DateTime is seconds in a UInt32; created_at (derived from created_at_ms) must fit it.
-_MAX_MS = 2**32 * 1000 - 1
+# DateTime is seconds in a UInt32; created_at (derived from created_at_ms) must fit it. The last millisecond a
+# DateTime column can hold: where the tables' time ends.
+LAST_MS = 2**32 * 1000 - 1
 _MAX_LATENCY_MS = 2**32 - 1
 
 Row = tuple
@@ -125,7 +126,7 @@ def to_row(topic: str, partition: int, offset: int, payload: bytes | None) -> tu
 
 def _timestamp(record: dict, field: str = "created_at") -> int:
     value = record[field]
-    if not 0 <= value <= _MAX_MS:
+    if not 0 <= value <= LAST_MS:
         raise UnusableRecord(f"{field} {value} ms is outside the storable range")
     return value
 

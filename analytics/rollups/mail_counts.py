@@ -1,7 +1,8 @@
 """Stored mails per minute and tenant: the total of `GET /mails/` without counting every row."""
 from clickhouse_driver import Client
 
-from analytics.rollups.spans import LAST_MS, Spans, ranges_condition
+from analytics.rollups.spans import Spans, ranges_condition
+from analytics.rows import LAST_MS
 
 TABLE = "mail_counts"
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from clickhouse_driver import Client
 
+from analytics.rows import LAST_MS
+
 TABLE = "settled_minutes"
 MINUTE_MS = 60_000
 # How long after its end a minute is settled: rows of a minute normally reach ClickHouse within it.
 MARGIN_MS = 120_000
-# The last millisecond a DateTime column can hold: where open ranges end.
-LAST_MS = 2**32 * 1000 - 1
 
 Range = tuple[int, int]  # [start, end) in ms since the epoch
 # Runs of whole minutes up to this long are listed minute by minute in raw conditions.
