@@ -33,7 +33,7 @@ from analytics.rollups.spans import MINUTE_MS
 from analytics.rows import LAST_MS
 from analytics.store import QUEUED, MailStore
 from schemas import events
-from schemas.vocabulary import TERMINAL_EVENTS, EventType
+from schemas.vocabulary import BREAKER_STATES, TERMINAL_EVENTS, EventType, HealthState
 
 _DURATIONS = """
     SELECT count(), max(duration), avg(duration), quantilesExact(0.5, 0.95, 0.99)(duration)
@@ -116,9 +116,7 @@ _FEEDBACK_COUNTS = f"""
 """
 
 # The breaker states of mercury.ProviderHealth; `throttled` records are 429 windows, not breaker states.
-_CLOSED = "closed"
-_BREAKER_STATES = (_CLOSED, "open", "half_open")
-_THROTTLED = "throttled"
+_BREAKER_STATES = tuple(str(state) for state in BREAKER_STATES)
 
 _BREAKERS_NOW = """
     SELECT
@@ -294,11 +292,12 @@ def breakers(client: Client, since_ms: int | None = None, until_ms: int | None =
     """Each provider's breaker as last recorded (with a 429 window still to come) and every change in the
     window, oldest first: opens, probe claims (half_open, naming the worker), closes, throttle windows."""
     now_ms = events.now_ms()
-    current = client.execute(_BREAKERS_NOW, params(breaker_states=_BREAKER_STATES, throttled=_THROTTLED))
+    current = client.execute(_BREAKERS_NOW, params(breaker_states=_BREAKER_STATES,
+                                                   throttled=str(HealthState.THROTTLED)))
     providers = [
         {
             # A provider only ever throttled has no breaker record: its breaker never left `closed`.
-            "provider": provider, "state": state or _CLOSED, "changed_at": changed_at or None,
+            "provider": provider, "state": state or str(HealthState.CLOSED), "changed_at": changed_at or None,
             "worker": worker or None, "reason": reason or None,
             "throttled_until": throttled_until if throttled_until > now_ms else None,
         }

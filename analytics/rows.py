@@ -13,7 +13,7 @@ import orjson
 from schemas import codec, registry, topics
 from schemas.model import DEFAULT_TENANT
 from schemas.validation import InvalidMail, check_mail_id
-from schemas.vocabulary import EventType
+from schemas.vocabulary import EventType, HealthState
 
 log = logging.getLogger("mercury.analytics.rows")
 
@@ -34,8 +34,6 @@ FEEDBACK_COLUMNS = (
     "created_at_ms", "received_at_ms", "created_by", "kafka_partition", "kafka_offset",
 )
 _PIPELINE_EVENTS = frozenset(EventType)
-# Health records that are liveness, not provider state.
-_HEARTBEAT = "alive"
 
 # DateTime is seconds in a UInt32; created_at (derived from created_at_ms) must fit it. The last millisecond a
 # DateTime column can hold: where the tables' time ends.
@@ -83,7 +81,7 @@ def event_row(record: dict, partition: int, offset: int) -> Row:
 
 
 def health_row(record: dict, partition: int, offset: int) -> Row | None:
-    if record["state"] == _HEARTBEAT:
+    if record["state"] == HealthState.ALIVE:  # liveness, not provider state
         return None
     return (
         record["provider"], record["state"], record["opened_at"], record["probe_owner"], record["probe_until"],

@@ -20,10 +20,12 @@ from providers.errors import AmbiguousError, ProviderError, ProviderFailure, Thr
 from schemas import codec, registry, topics
 from schemas.events import now_ms
 from schemas.publishing import Output
+from schemas.vocabulary import HealthState
 
 log = logging.getLogger("mercury.dispatcher.health")
 SCHEMA = registry.PROVIDER_HEALTH
-CLOSED, OPEN, HALF_OPEN, THROTTLED, ALIVE = "closed", "open", "half_open", "throttled", "alive"
+CLOSED, OPEN, HALF_OPEN, THROTTLED, ALIVE = (HealthState.CLOSED, HealthState.OPEN, HealthState.HALF_OPEN,
+                                             HealthState.THROTTLED, HealthState.ALIVE)
 CLAIM_WAIT_S = 1.0
 HEARTBEAT_S = 2.0
 DEFAULT_THROTTLE_S = 1.0

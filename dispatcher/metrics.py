@@ -7,6 +7,8 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from schemas.vocabulary import BREAKER_STATES
+
 log = logging.getLogger("mercury.dispatcher.metrics")
 
 SENDS = Counter("mercury_dispatcher_sends_total", "Send attempts by provider and outcome class.",
@@ -21,7 +23,7 @@ DEAD_LETTERS = Counter("mercury_dispatcher_dead_letters_total", "Dead letters wr
 DUPLICATES = Counter("mercury_dispatcher_duplicates_skipped_total",
                      "Records of a mail already sent or dead-lettered that were dropped.")
 
-BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+BREAKER_VALUES = {state: number for number, state in enumerate(BREAKER_STATES)}
 
 
 def serve(port: int | None) -> None:

@@ -1,4 +1,4 @@
-"""The one shared vocabulary: event types, attempt outcomes and dead-letter reasons.
+"""The one shared vocabulary: event types, attempt outcomes, dead-letter reasons and provider health states.
 
 Every provider result, every event and every dead letter uses these values before it reaches Kafka or
 ClickHouse, so queries never have to guess a spelling.
@@ -62,6 +62,21 @@ class FailureCause(StrEnum):
     NETWORK = "network"
     PROVIDER = "provider"
     RATE_LIMIT = "rate_limit"
+
+
+class HealthState(StrEnum):
+    """The `state` of a mercury.ProviderHealth record: a breaker's state, a provider's 429 window, or a worker's
+    heartbeat."""
+
+    CLOSED = "closed"
+    HALF_OPEN = "half_open"
+    OPEN = "open"
+    THROTTLED = "throttled"
+    ALIVE = "alive"
+
+
+# The states of the fleet's breaker, in the order the dispatchers' gauge numbers them (0, 1, 2).
+BREAKER_STATES = (HealthState.CLOSED, HealthState.HALF_OPEN, HealthState.OPEN)
 
 
 class DeadReason(StrEnum):
