@@ -17,6 +17,7 @@ the gateway rejected: it never becomes a mail, so its `rejected` event names the
 one mail's reads find it there (visitParam reads a flat JSON field on every server version).
 """
 from analytics.lifecycle import params
+from schemas.vocabulary import EventType
 
 # The marks a query places after its own PREWHERE conditions.
 MAILS = "/*tenant:mails*/"
@@ -29,7 +30,7 @@ _TENANT_MAILS = "SELECT id FROM mails PREWHERE tenant = %(tenant)s"
 _CONDITIONS = {
     MAILS: " AND tenant = %(tenant)s",
     MAIL_EVENTS: f" AND (mail IN ({_TENANT_MAILS} AND id = %(mail)s)"
-                 " OR event = 'rejected' AND visitParamExtractString(blob, 'tenant') = %(tenant)s)",
+                 f" OR event = '{EventType.REJECTED}' AND visitParamExtractString(blob, 'tenant') = %(tenant)s)",
     LISTED_MAIL_EVENTS: f" AND mail IN ({_TENANT_MAILS} AND id IN %(mails)s)",
 }
 

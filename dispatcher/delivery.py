@@ -231,7 +231,7 @@ class Dispatcher:
             if err is None:
                 self._health.succeeded(ticket)
                 refused = {"refused_recipients": list(result.refused)} if result.refused else {}
-                outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome="accepted",
+                outputs.append(self._event(job.mail.id, EventType.SENT, provider=provider, outcome=Outcome.ACCEPTED,
                                            message_id=result.message_id, status=result.status,
                                            latency_ms=result.latency_ms, **refused))
                 return list(outputs)
