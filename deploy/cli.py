@@ -8,7 +8,6 @@ the key for it is MERCURY_API_KEY (`make run` prints one).
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
 
 import orjson
 import requests
@@ -17,6 +16,7 @@ from dispatcher import dead_letters
 from dispatcher.dead_letters import one_line
 from ingest import key_admin
 from ingest.api_root import API
+from schemas.events import iso_utc
 
 TIMEOUT_S = 30
 
@@ -40,7 +40,7 @@ def _get(api: str, path: str, **params: object) -> dict:
 def _time(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(ms)
 
 
 def _since(ms: int, accepted: int | None) -> str:

@@ -33,7 +33,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from schemas import codec, registry, topics
-from schemas.events import encode_event, make_event, now_ms
+from schemas.events import encode_event, iso_utc, make_event, now_ms
 from schemas.producer import AsyncProducer, BrokerUnavailable
 from schemas.validation import InvalidMail, check_mail_id
 from schemas.vocabulary import DeadReason, EventType
@@ -381,12 +381,6 @@ async def _publish(producer: AsyncProducer, letter: Letter) -> str | None:
         return f"mail replayed, but its receipt was not acknowledged (a later replay would send it again): {err}"
     log.info("event=replayed mail=%s replayed_at=%d outcome=%s", letter.mail_id, replayed_at, letter.outcome)
     return None
-
-
-def iso_utc(ms: int) -> str:
-    """Milliseconds since the epoch as ISO 8601 UTC, exact to the millisecond."""
-    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def one_line(text: str) -> str:

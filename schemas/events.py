@@ -1,6 +1,7 @@
 """Building MailEvent records, the one way every component records a step of a mail's life."""
 import time
 import uuid
+from datetime import UTC, datetime
 
 import orjson
 
@@ -16,6 +17,12 @@ _ACCEPTED_NAMESPACE = uuid.UUID("6f1c1f0e-5d2a-4c57-9a57-3d1f4f3b2a10")
 def now_ms() -> int:
     """Milliseconds since the Unix epoch (UTC): the unit of every timestamp in Mercury's records."""
     return time.time_ns() // 1_000_000
+
+
+def iso_utc(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC, exact to the millisecond: how the tools print a record's time."""
+    moment = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def make_event(

@@ -16,9 +16,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from deploy.processes import free_port
 from deploy.topics import create_topics
-from dispatcher.dead_letters import Letter, LetterReader, Selection, choose, iso_utc, replay
+from dispatcher.dead_letters import Letter, LetterReader, Selection, choose, replay
 from schemas import codec, topics
-from schemas.events import now_ms
+from schemas.events import iso_utc, now_ms
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY_MS = 86_400_000
