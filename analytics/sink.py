@@ -49,7 +49,7 @@ class SinkConfig:
     batch_size: int = 5000
     batch_seconds: float = 0.5
     session_timeout_ms: int = 6000
-    # It batches for longer anyway; fuller fetches cost the local broker less (schemas.kafka_timings).
+    # It batches for longer anyway; fuller fetches cost the local broker less (schemas.kafka.timings).
     fetch_wait_ms: int = 200
     metrics_port: int | None = None
 

@@ -5,7 +5,7 @@ import socket
 from dataclasses import dataclass
 
 from schemas.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, environment_values
-from schemas.kafka_timings import KafkaTimings
+from schemas.kafka.timings import KafkaTimings
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from schemas import codec, registry, topics
 from schemas.events import encode_event, iso_utc, make_event, now_ms
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable
 from schemas.validation import InvalidMail, check_mail_id
 from schemas.vocabulary import DeadReason, EventType
 

@@ -30,8 +30,8 @@ from providers.errors import (
 )
 from schemas import codec, registry, topics
 from schemas.events import accepted_event, encode_event, make_event, now_ms
+from schemas.kafka.publishing import Output
 from schemas.model import Mail
-from schemas.publishing import Output
 from schemas.validation import ForeignMailId, InvalidMail, check_mail
 from schemas.vocabulary import IDEMPOTENCY_HEADER, DeadReason, EventType, FailureCause, Outcome
 

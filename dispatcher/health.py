@@ -19,7 +19,7 @@ from dispatcher.metrics import BREAKER_STATE, BREAKER_VALUES
 from providers.errors import AmbiguousError, ProviderError, ProviderFailure, ThrottledError, TransientError
 from schemas import codec, registry, topics
 from schemas.events import now_ms
-from schemas.publishing import Output
+from schemas.kafka.publishing import Output
 from schemas.vocabulary import HealthState
 
 log = logging.getLogger("mercury.dispatcher.health")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from schemas import codec, registry, topics
 from schemas.events import now_ms
-from schemas.publishing import Output
-from schemas.replica import Publish, TopicReplica
+from schemas.kafka.publishing import Output
+from schemas.kafka.replica import Publish, TopicReplica
 
 log = logging.getLogger("mercury.dispatcher.ledger")
 SCHEMA = registry.LEDGER_ENTRY

@@ -6,7 +6,7 @@ import logging
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import Source
 from dispatcher.ledger import DeliveryLedger
-from schemas.publishing import Output, Publisher, RecordsRefused
+from schemas.kafka.publishing import Output, Publisher, RecordsRefused
 
 log = logging.getLogger("mercury.dispatcher.outputs")
 

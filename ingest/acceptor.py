@@ -31,8 +31,8 @@ from ingest.idempotency import (
 from ingest.responses import RETRY_AFTER_S, json_response
 from schemas import codec, registry, topics
 from schemas.events import accepted_event, encode_event, make_event
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable, MaybeWritten, Output
 from schemas.model import Mail
-from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten, Output
 from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 

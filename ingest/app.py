@@ -41,7 +41,7 @@ from ingest.requests_body import EVENT_NAME, mail_from_body, new_id, parse_json
 from ingest.responses import error, json_response
 from schemas import topics
 from schemas.events import encode_event, make_event
-from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
 from schemas.validation import InvalidMail
 from schemas.vocabulary import EventType
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from ingest.tls import CERT_ENV, KEY_ENV, check_tls_files
 from ingest.webhook_signatures import load_sendgrid_public_key
-from schemas.kafka_timings import KafkaTimings
+from schemas.kafka.timings import KafkaTimings
 
 # Where the gateway's worker processes keep their Prometheus metrics (prometheus-client multiprocess mode).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

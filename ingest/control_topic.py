@@ -10,9 +10,9 @@ import os
 import uuid
 from collections.abc import Callable
 
-from schemas.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
-from schemas.publishing import Output
-from schemas.replica import TopicReplica
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
+from schemas.kafka.publishing import Output
+from schemas.kafka.replica import TopicReplica
 
 log = logging.getLogger("mercury.ingest.control")
 

@@ -18,8 +18,8 @@ from ingest.api_keys import DEFAULT_RATE, UNLIMITED, ApiKey, InvalidKeyRequest, 
 from ingest.control_topic import ControlUnavailable
 from ingest.key_ring import KeyRing
 from schemas.events import now_ms
+from schemas.kafka.producer import AsyncProducer
 from schemas.model import DEFAULT_TENANT
-from schemas.producer import AsyncProducer
 
 log = logging.getLogger("mercury.keys")
 

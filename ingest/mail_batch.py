@@ -28,8 +28,8 @@ from ingest.idempotency import KEY_RULE, MAX_KEY_CHARS, body_digest, is_key, mai
 from ingest.key_limits import KeyLimits
 from ingest.requests_body import mail_from_fields, new_id, parse_json
 from ingest.responses import json_response
+from schemas.kafka.producer import AsyncProducer
 from schemas.model import Mail
-from schemas.producer import AsyncProducer
 from schemas.validation import InvalidMail
 
 PATH = f"{API}/mails/batch"

@@ -14,7 +14,7 @@ from ingest import metrics
 from ingest.api_keys import ApiKey
 from schemas import topics
 from schemas.events import encode_event, make_event, now_ms
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable
 from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.ingest.over_rate")

@@ -34,7 +34,7 @@ from ingest.webhook_signatures import (
 )
 from schemas import codec, topics
 from schemas.events import now_ms
-from schemas.producer import AsyncProducer, BrokerUnavailable, Output
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable, Output
 
 log = logging.getLogger("mercury.ingest.webhooks")
 PREFIX = f"{API}/webhooks"

@@ -9,9 +9,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from dispatcher.health import FleetHealth
 from dispatcher.ledger import DeliveryLedger
-from schemas.producer import AsyncProducer
-from schemas.publishing import Publisher
-from schemas.replica import TopicReplica
+from schemas.kafka.producer import AsyncProducer
+from schemas.kafka.publishing import Publisher
+from schemas.kafka.replica import TopicReplica
 
 
 class Fleet:

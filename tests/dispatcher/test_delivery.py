@@ -17,7 +17,7 @@ from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import codec, topics
-from schemas.publishing import Output
+from schemas.kafka.publishing import Output
 
 DELAYS = (0.3, 0.6)
 

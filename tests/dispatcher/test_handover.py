@@ -10,7 +10,7 @@ from dispatcher.jobs import Source
 from dispatcher.ledger import SENDING, SENT
 from dispatcher.ownership import Ownership
 from schemas import codec, topics
-from schemas.publishing import Output
+from schemas.kafka.publishing import Output
 
 RETRY = topics.retry_topic(0)
 

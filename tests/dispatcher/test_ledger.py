@@ -9,8 +9,8 @@ from fastavro import schemaless_writer
 from dispatcher.ledger import SENDING, SENT, DeliveryLedger
 from schemas import codec, registry
 from schemas.events import now_ms
-from schemas.publishing import Output
-from schemas.replica import TopicReplica
+from schemas.kafka.publishing import Output
+from schemas.kafka.replica import TopicReplica
 
 WINDOW_S = 60
 

@@ -23,9 +23,9 @@ from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import codec, topics
 from schemas.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, ConfigurationRecord
+from schemas.kafka.publishing import Output
+from schemas.kafka.replica import TopicReplica
 from schemas.provider_entries import ProviderEntry
-from schemas.publishing import Output
-from schemas.replica import TopicReplica
 from schemas.secrets import SecretBox
 
 KEY = Fernet.generate_key().decode()

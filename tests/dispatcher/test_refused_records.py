@@ -8,9 +8,9 @@ from test_delivery import make_dispatcher, request
 from dispatcher.jobs import MAX_REASON_CHARS, Job, Source
 from dispatcher.outputs import publish_outputs
 from schemas import codec, topics
+from schemas.kafka.producer import AsyncProducer
+from schemas.kafka.publishing import Output, Publisher
 from schemas.model import Mail
-from schemas.producer import AsyncProducer
-from schemas.publishing import Output, Publisher
 from tests.chaos.accounting import read_topic
 
 LIMIT = 20_000

@@ -8,7 +8,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from schemas.producer import AsyncProducer
+from schemas.kafka.producer import AsyncProducer
 
 
 def fresh_topic(bootstrap: str, kind: str) -> str:

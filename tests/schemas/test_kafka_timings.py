@@ -2,7 +2,7 @@
 and refused when they make no sense rather than handed to the client."""
 import pytest
 
-from schemas.kafka_timings import KafkaTimings
+from schemas.kafka.timings import KafkaTimings
 
 
 def test_the_defaults_are_short():

@@ -3,7 +3,7 @@ import asyncio
 
 from deploy.broker import broker_process
 from deploy.processes import free_port
-from schemas.producer import AsyncProducer, BrokerUnavailable
+from schemas.kafka.producer import AsyncProducer, BrokerUnavailable
 
 ATTEMPTS = 40
 

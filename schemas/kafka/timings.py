@@ -6,7 +6,7 @@ gateway's, then the ledger's before and after each send) waits that long once mo
 its batches anyway. The dispatchers' mail consumers may wait `fetch_wait_ms` for data: Apache Kafka answers as
 soon as data is there, so the wait only bounds an idle poll; the local broker holds a fetch over several
 partitions for the whole wait, so there it is how long a mail can sit unread. (Shared-state replicas wait
-schemas.replica.STATE_FETCH_WAIT_MS, the analytics sink MERCURY_SINK_FETCH_WAIT_MS: neither is on a mail's path.)
+schemas.kafka.replica.STATE_FETCH_WAIT_MS, the analytics sink MERCURY_SINK_FETCH_WAIT_MS: neither is on a mail's path.)
 
 The local broker lists every batch a partition ever received on each fetch and answers nothing when the listing
 outlasts the wait (deploy/broker.py): at 25 ms a partition stops being read after some 25,000-50,000 batches.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from schemas.kafka_timings import KafkaTimings
+from schemas.kafka.timings import KafkaTimings
 
 log = logging.getLogger("mercury.producer")
 RENEW_EVERY_S = 2.0

@@ -5,9 +5,9 @@ good: once the rest are acknowledged, the caller is told which were refused and 
 import asyncio
 import logging
 
-from schemas.producer import AsyncProducer, Output, RecordRefused
+from schemas.kafka.producer import AsyncProducer, Output, RecordRefused
 
-log = logging.getLogger("mercury.schemas.publishing")
+log = logging.getLogger("mercury.schemas.kafka.publishing")
 BACKOFF_MAX_S = 5.0
 
 

@@ -18,9 +18,9 @@ from itertools import count
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from schemas.publishing import Output
+from schemas.kafka.publishing import Output
 
-log = logging.getLogger("mercury.schemas.replica")
+log = logging.getLogger("mercury.schemas.kafka.replica")
 MARKER = "marker/"
 BATCH = 500
 STATE_FETCH_WAIT_MS = 100
