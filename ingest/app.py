@@ -1,4 +1,4 @@
-"""The seed's REST API. Writes go to Kafka (202 only after the broker acknowledged); reads come from ClickHouse."""
+"""The gateway's REST API. Writes go to Kafka (202 only after the broker acknowledged); reads come from ClickHouse."""
 import asyncio
 import logging
 import threading

@@ -52,7 +52,7 @@ def _string(data: dict, field: str, default: str | None = None) -> str:
 
 
 def _addresses(data: dict, field: str, required: bool = False) -> tuple[str, ...]:
-    """The seed took recipients as one string of addresses; a JSON list is accepted too, and so for cc and bcc."""
+    """Recipients as one string of comma-separated addresses, or as a JSON list; the same for cc and bcc."""
     value = data.get(field)
     if value is None:
         if required:

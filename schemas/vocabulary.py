@@ -47,7 +47,7 @@ class Bounce(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How one send attempt ended (the outcome classes of DESIGN.md)."""
+    """How one send attempt ended: the outcome classes the README's "Outcome classes" table explains."""
 
     ACCEPTED = "accepted"
     TRANSIENT = "transient"
