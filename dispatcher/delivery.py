@@ -300,8 +300,8 @@ class Dispatcher:
                 service.close()
 
     async def _choose(self, skip: set[str]) -> tuple[Ticket, ProviderAdapter] | None:
-        """A random healthy provider not yet tried for this mail (a stateless policy: no worker keeps a rotation); when the only
-        healthy ones are at their rate limit, wait for the first free send rather than spend an attempt.
+        """A random healthy provider not yet tried for this mail (a stateless policy: no worker keeps a rotation);
+        when the only healthy ones are at their rate limit, wait for the first free send rather than spend an attempt.
         The adapter is taken once admitted, so a provider replaced meanwhile sends through its new one."""
         while True:
             candidates = [name for name in self._services if name not in skip]
