@@ -1,7 +1,5 @@
-"""Dead letters for operators: list what the pipeline gave up on, and put those mails back into it.
-
-    python -m dispatcher.dead_letters list   [--reason R]... [--id ID]... [--since T] [--until T] [--json]
-    python -m dispatcher.dead_letters replay [--reason R]... [--id ID]... [--since T] [--until T] | --all
+"""Dead letters: read what the pipeline gave up on from the dead-letter topic, and put those mails back into it.
+`mercury dead` (deploy/cli/dead.py) is the operator's command on top of this library.
 
 A replayed mail keeps its id (so its history stays one history) and gets `replayed_at`, which the dispatcher
 compares with the letter's `dead_at` to know an operator put it back; a `replayed` event records the step.
@@ -19,28 +17,23 @@ The high watermark in Fetch responses is right, so the reader never asks for off
 partition from the beginning with `enable.partition.eof` and stops once librdkafka reported the end of each
 one, which librdkafka derives from those Fetch responses. The same reader is right on Apache Kafka.
 """
-import argparse
 import asyncio
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from schemas import codec, registry, topics
 from schemas.events import encode_event, iso_utc, make_event, now_ms
 from schemas.kafka.producer import AsyncProducer, BrokerUnavailable
 from schemas.validation import InvalidMail, check_mail_id
-from schemas.vocabulary import DeadReason, EventType
+from schemas.vocabulary import EventType
 
 log = logging.getLogger("mercury.dead_letters")
 # librdkafka retries a refused connection every few milliseconds, a line each; the command's own error names
-# the failure, so the client's lines show only with MERCURY_LOG_LEVEL=DEBUG.
+# the failure, so `mercury dead` lets the client's lines show only with MERCURY_LOG_LEVEL=DEBUG.
 kafka_log = logging.getLogger("mercury.dead_letters.kafka")
 
 CREATED_BY = "dead-letters"
@@ -51,7 +44,6 @@ MAX_IN_FLIGHT = 500
 PROGRESS_EVERY_S = 1.0
 # The outcome of a replay receipt: what the mail's latest record on the topic says once it was put back.
 RECEIPT = str(EventType.REPLAYED)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ReadError(RuntimeError):
@@ -381,146 +373,3 @@ async def _publish(producer: AsyncProducer, letter: Letter) -> str | None:
         return f"mail replayed, but its receipt was not acknowledged (a later replay would send it again): {err}"
     log.info("event=replayed mail=%s replayed_at=%d outcome=%s", letter.mail_id, replayed_at, letter.outcome)
     return None
-
-
-def one_line(text: str) -> str:
-    """Reasons quote provider answers, which may span lines; a listing keeps one letter per line."""
-    return " ".join(text.split())
-
-
-def format_letter(letter: Letter) -> str:
-    return "  ".join((iso_utc(letter.dead_at), letter.mail_id, letter.outcome, letter.source, one_line(letter.reason)))
-
-
-def letter_json(letter: Letter) -> str:
-    return orjson.dumps({
-        "dead_at": letter.dead_at,
-        "dead_at_iso": iso_utc(letter.dead_at),
-        "mail_id": letter.mail_id,
-        "outcome": letter.outcome,
-        "reason": letter.reason,
-        "source_topic": letter.source_topic,
-        "source_partition": letter.source_partition,
-        "source_offset": letter.source_offset,
-        "partition": letter.partition,
-        "offset": letter.offset,
-        "replayable": letter.replayable(),
-    }).decode()
-
-
-def parse_time(text: str) -> int:
-    """ISO 8601 with a timezone, or milliseconds since the epoch; a naive time would depend on the host."""
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither ISO 8601 nor milliseconds since the epoch") from err
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone (add Z or +hh:mm)")
-    return (moment - EPOCH) // timedelta(milliseconds=1)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mercury dead",
-                                     description="List dead-lettered mails, or replay them into the pipeline.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="one line per letter in topic order, then the total")
-    _add_common(listing)
-    listing.add_argument("--json", action="store_true", help="JSON lines instead (the total goes to stderr)")
-    replaying = commands.add_parser("replay", help="publish each selected mail's latest letter back to the pipeline")
-    _add_common(replaying)
-    replaying.add_argument("--all", action="store_true", help="replay every dead-lettered mail")
-    return parser
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    parser.add_argument("--reason", action="append", default=[], choices=[str(r) for r in DeadReason],
-                        help="letter outcome (repeatable)")
-    parser.add_argument("--id", action="append", default=[], dest="ids", metavar="MAIL_ID",
-                        help="mail id (repeatable)")
-    parser.add_argument("--since", type=parse_time, help="dead_at at or after (ISO 8601 with timezone, or ms)")
-    parser.add_argument("--until", type=parse_time, help="dead_at before (ISO 8601 with timezone, or ms)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for the broker before giving up (default 30)")
-
-
-def selection_of(args: argparse.Namespace) -> Selection:
-    return Selection(frozenset(args.reason), frozenset(args.ids), args.since, args.until)
-
-
-def show_progress(stats: ReadStats) -> None:
-    print(f"reading: {stats.letters} letters, {stats.partitions_done} of {stats.partitions} partitions at their end",
-          file=sys.stderr, flush=True)
-
-
-def run_list(args: argparse.Namespace) -> int:
-    reader = LetterReader(args.bootstrap, args.timeout, show_progress)
-    selection = selection_of(args)
-    total = 0
-    for letter in reader:
-        if not letter.is_receipt and selection.matches(letter):
-            total += 1
-            print(letter_json(letter) if args.json else format_letter(letter))
-    print(f"total: {total}", file=sys.stderr if args.json else sys.stdout)
-    _report_unreadable(reader.stats)
-    return 0
-
-
-def run_replay(args: argparse.Namespace) -> int:
-    reader = LetterReader(args.bootstrap, args.timeout, show_progress)
-    choice = choose(reader, selection_of(args))
-    _report_unreadable(reader.stats)
-    replayable = sum(letter.replayable() for letter in choice.letters)
-    report = replay(args.bootstrap, choice.letters, args.timeout, _replay_progress(replayable))
-    for letter, why in report.not_replayable:
-        print(f"not replayable  {letter.mail_id}  {letter.outcome}  {letter.source}  {one_line(why)}")
-    for letter, why in report.failed:
-        print(f"failed  {letter.mail_id}  {one_line(why)}")
-    print(f"replayed {len(report.replayed)}, not replayable {len(report.not_replayable)}, "
-          f"failed {len(report.failed)}, older letters skipped {choice.superseded}, "
-          f"already replayed {choice.already_replayed}")
-    return 0 if report.ok else 1
-
-
-def _replay_progress(total: int) -> Callable[[Letter, str | None], None]:
-    """One line per acknowledged replay on stdout, a running count on stderr for long replays."""
-    done = 0
-    last_report = time.monotonic()
-
-    def on_done(letter: Letter, error: str | None) -> None:
-        nonlocal done, last_report
-        done += 1
-        if error is None:
-            print(f"replayed  {letter.mail_id}  {letter.outcome}  {letter.source}")
-        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
-            print(f"replaying: {done} of {total}", file=sys.stderr, flush=True)
-            last_report = time.monotonic()
-
-    return on_done
-
-
-def _report_unreadable(stats: ReadStats) -> None:
-    if stats.unreadable:
-        print(f"records on {topics.DEAD} that are not dead letters: {stats.unreadable}", file=sys.stderr)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "replay" and args.all != selection_of(args).everything:
-        parser.error("replay needs a filter (--reason, --id, --since, --until) or --all, not both")
-    logging.basicConfig(level=os.environ.get("MERCURY_LOG_LEVEL", "WARNING"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if log.getEffectiveLevel() > logging.DEBUG:
-        kafka_log.setLevel(logging.CRITICAL)
-    try:
-        return run_list(args) if args.command == "list" else run_replay(args)
-    except ReadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

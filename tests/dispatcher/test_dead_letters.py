@@ -95,7 +95,7 @@ def selected_ids(letters: list[Letter], selection: Selection) -> list[str]:
 
 def run_cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap}
-    return subprocess.run([sys.executable, "-m", "dispatcher.dead_letters", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "deploy.cli", "dead", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
