@@ -23,7 +23,7 @@ from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
 from ingest.api_keys import UNLIMITED, ApiKey, Scope
 from ingest.api_root import API
 from ingest.key_admin import create_key, store_key
-from schemas.secrets import KEY_ENV as SECRETS_KEY_ENV
+from schemas.control.secrets import KEY_ENV as SECRETS_KEY_ENV
 
 log = logging.getLogger("mercury.deploy.stack")
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,10 +33,10 @@ from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import topics
+from schemas.control.secrets import secret_box
 from schemas.kafka.producer import AsyncProducer
 from schemas.kafka.publishing import Publisher
 from schemas.kafka.replica import TopicReplica
-from schemas.secrets import secret_box
 
 log = logging.getLogger("mercury.dispatcher")
 

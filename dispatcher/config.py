@@ -1,10 +1,10 @@
 """Dispatcher settings from the environment, with safe local defaults; the retry ladder, breakers and rate
-limits are only where they start (the API can change them at runtime, see schemas.configurations)."""
+limits are only where they start (the API can change them at runtime, see schemas.control.configurations)."""
 import os
 import socket
 from dataclasses import dataclass
 
-from schemas.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, environment_values
+from schemas.control.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, environment_values
 from schemas.kafka.timings import KafkaTimings
 
 
@@ -51,7 +51,7 @@ class DispatcherConfig:
         )
 
     def configurations(self) -> dict[str, dict]:
-        """The runtime-changeable settings as the environment gives them (schemas.configurations' shapes)."""
+        """The runtime-changeable settings as the environment gives them (schemas.control.configurations' shapes)."""
         return {
             RETRY_LADDER: {"delays_s": list(self.retry_delays)},
             BREAKERS: {"failures": self.breaker_failures, "recovery_s": self.breaker_recovery_s},

@@ -13,8 +13,8 @@ from dispatcher.delivery import Dispatcher
 from dispatcher.health import FleetHealth
 from dispatcher.ratelimit import RateLimits
 from schemas.codec import DecodeError
-from schemas.configurations import BREAKERS, IDS, RETRY_LADDER, ConfigurationRecord, check_value
-from schemas.provider_settings import API, ENVIRONMENT, InvalidSetting
+from schemas.control.configurations import BREAKERS, IDS, RETRY_LADDER, ConfigurationRecord, check_value
+from schemas.control.provider_settings import API, ENVIRONMENT, InvalidSetting
 
 log = logging.getLogger("mercury.dispatcher.settings")
 

@@ -14,9 +14,9 @@ from providers.base import ProviderAdapter
 from providers.config import build_provider
 from providers.errors import ProviderConfigError
 from schemas.codec import DecodeError
-from schemas.provider_entries import ProviderEntry, check_entry, effective
-from schemas.provider_settings import InvalidSetting
-from schemas.secrets import SecretBox, SecretsUnavailable, open_secrets
+from schemas.control.provider_entries import ProviderEntry, check_entry, effective
+from schemas.control.provider_settings import InvalidSetting
+from schemas.control.secrets import SecretBox, SecretsUnavailable, open_secrets
 
 log = logging.getLogger("mercury.dispatcher.providers")
 

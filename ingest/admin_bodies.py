@@ -9,7 +9,7 @@ from ingest.bodies import BodyTooLarge, read_limited
 from ingest.control_topic import ControlUnavailable, not_stored
 from ingest.requests_body import parse_json
 from ingest.responses import error
-from schemas.provider_settings import InvalidSetting
+from schemas.control.provider_settings import InvalidSetting
 from schemas.validation import InvalidMail
 
 MAX_BODY_BYTES = 65_536

@@ -1,5 +1,5 @@
 """`/api/v1.0/configurations/`: the retry ladder, provider rate limits and breaker thresholds, changed while the
-dispatchers run (ids and values in `schemas.configurations`).
+dispatchers run (ids and values in `schemas.control.configurations`).
 
 Each configuration always has a value: the environment's (give the gateway the dispatchers' environment), or
 the one set here, which every dispatcher worker applies as it reads it. POST sets a value where the
@@ -20,9 +20,9 @@ from ingest.api_root import API as ROOT
 from ingest.control_topic import ControlUnavailable, ControlView, not_stored
 from ingest.responses import error, json_response
 from schemas import topics
-from schemas.configurations import IDS, ConfigurationRecord, check_value, environment_values, retry_levels
+from schemas.control.configurations import IDS, ConfigurationRecord, check_value, environment_values, retry_levels
+from schemas.control.provider_settings import API, ENVIRONMENT, InvalidSetting
 from schemas.events import now_ms
-from schemas.provider_settings import API, ENVIRONMENT, InvalidSetting
 
 log = logging.getLogger("mercury.ingest.configurations")
 PREFIX = f"{ROOT}/configurations"

@@ -5,7 +5,7 @@ environment) are the defaults; an entry written here replaces the one with its i
 dispatcher worker applies it as it reads it. Secrets are write-only: encrypted with MERCURY_SECRETS_KEY before
 they reach the topic, and answers only say which secrets are set and where each value comes from.
 
-A secret stays with the origin it was given for (see `schemas.provider_entries`): a request that moves a
+A secret stays with the origin it was given for (see `schemas.control.provider_entries`): a request that moves a
 provider to another host, port or scheme is refused unless it gives the provider's secrets again, and an entry
 that stores a secret records the base URL (or SMTP host and port) it was given for.
 """
@@ -22,8 +22,7 @@ from ingest.api_root import API as ROOT
 from ingest.control_topic import ControlUnavailable, ControlView, not_stored
 from ingest.responses import error, json_response
 from schemas import topics
-from schemas.events import now_ms
-from schemas.provider_entries import (
+from schemas.control.provider_entries import (
     STORED,
     ProviderEntry,
     check_bound,
@@ -33,7 +32,7 @@ from schemas.provider_entries import (
     pinned,
     stand_ins,
 )
-from schemas.provider_settings import (
+from schemas.control.provider_settings import (
     API,
     ENVIRONMENT,
     TYPES,
@@ -42,7 +41,8 @@ from schemas.provider_settings import (
     origin,
     settings_of,
 )
-from schemas.secrets import KEY_ENV, SecretBox, SecretsUnavailable, open_secrets, secret_box
+from schemas.control.secrets import KEY_ENV, SecretBox, SecretsUnavailable, open_secrets, secret_box
+from schemas.events import now_ms
 
 log = logging.getLogger("mercury.ingest.providers")
 PREFIX = f"{ROOT}/dispatcher/providers"

@@ -1,6 +1,6 @@
 """Build adapters from settings: the environment's providers at start, and registry entries at runtime.
 
-What each type reads, and how each value is checked, is the table in `schemas.provider_settings`; this module
+What each type reads, and how each value is checked, is the table in `schemas.control.provider_settings`; this module
 only turns checked values into adapters. The defaults point at the local sandbox.
 """
 import os
@@ -13,7 +13,7 @@ from providers.mailgun import Mailgun
 from providers.postmark import Postmark
 from providers.sendgrid import SendGrid
 from providers.smtp import SmtpRelay
-from schemas.provider_settings import (
+from schemas.control.provider_settings import (
     InvalidSetting,
     Security,
     Sourced,

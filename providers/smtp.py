@@ -31,9 +31,9 @@ from providers.errors import (
     ThrottledError,
     TransientError,
 )
+from schemas.control.provider_settings import LOOPBACK_HOSTS, SECURITY_MODES, Security
 from schemas.message_ids import normalise_message_id
 from schemas.model import Mail
-from schemas.provider_settings import LOOPBACK_HOSTS, SECURITY_MODES, Security
 from schemas.vocabulary import FailureCause
 
 log = logging.getLogger("mercury.providers.smtp")

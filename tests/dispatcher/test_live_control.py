@@ -22,11 +22,11 @@ from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import BoundedSender
 from providers.config import load_providers
 from schemas import codec, topics
-from schemas.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, ConfigurationRecord
+from schemas.control.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, ConfigurationRecord
+from schemas.control.provider_entries import ProviderEntry
+from schemas.control.secrets import SecretBox
 from schemas.kafka.publishing import Output
 from schemas.kafka.replica import TopicReplica
-from schemas.provider_entries import ProviderEntry
-from schemas.secrets import SecretBox
 
 KEY = Fernet.generate_key().decode()
 DELAYS = (0.3, 0.6)

@@ -4,7 +4,7 @@ from cryptography.fernet import Fernet
 
 from providers.config import ADAPTERS, build_provider
 from schemas import codec
-from schemas.configurations import (
+from schemas.control.configurations import (
     BREAKERS,
     RATE_LIMITS,
     RETRY_LADDER,
@@ -12,9 +12,9 @@ from schemas.configurations import (
     check_value,
     environment_values,
 )
-from schemas.provider_entries import ProviderEntry, check_entry, effective
-from schemas.provider_settings import TYPES, InvalidSetting, from_environment
-from schemas.secrets import SecretBox, SecretsUnavailable, open_secrets
+from schemas.control.provider_entries import ProviderEntry, check_entry, effective
+from schemas.control.provider_settings import TYPES, InvalidSetting, from_environment
+from schemas.control.secrets import SecretBox, SecretsUnavailable, open_secrets
 
 
 def test_every_type_in_the_settings_table_has_an_adapter() -> None:

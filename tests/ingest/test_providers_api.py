@@ -7,8 +7,8 @@ from cryptography.fernet import Fernet
 from starlette.testclient import TestClient
 
 from ingest.providers_api import PREFIX, ProvidersApi
-from schemas.provider_entries import ProviderEntry
-from schemas.secrets import SecretBox
+from schemas.control.provider_entries import ProviderEntry
+from schemas.control.secrets import SecretBox
 
 KEY = Fernet.generate_key().decode()
 ENV = {"MERCURY_PROVIDERS": "mailgun,sendgrid", "MAILGUN_API_KEY": "env-secret-key", "MERCURY_SECRETS_KEY": KEY}

@@ -27,9 +27,9 @@ from providers import (
 )
 from providers.config import build_provider
 from schemas import codec, topics
+from schemas.control.provider_entries import ProviderEntry, check_entry
+from schemas.control.provider_settings import InvalidSetting, from_environment
 from schemas.model import Mail
-from schemas.provider_entries import ProviderEntry, check_entry
-from schemas.provider_settings import InvalidSetting, from_environment
 from tests.dispatcher.conftest import Fleet
 from tests.ingest.admin_app import fresh_topic, serving
 from tests.loop_thread import Run

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from schemas import codec, registry
-from schemas.provider_entries import ID
-from schemas.provider_settings import InvalidSetting
+from schemas.control.provider_entries import ID
+from schemas.control.provider_settings import InvalidSetting
 from schemas.topics import retry_delays
 
 SCHEMA = registry.CONFIGURATION

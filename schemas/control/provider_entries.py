@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas import codec, registry
-from schemas.provider_settings import (
+from schemas.control.provider_settings import (
     API,
     InvalidSetting,
     Sourced,
