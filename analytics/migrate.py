@@ -11,8 +11,8 @@ from clickhouse_driver import Client
 
 from analytics import migrations, retention
 from analytics.connection import connect, identifier
-from analytics.logfmt import configure_logging
 from analytics.migrations import Server
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.analytics.migrate")
 

@@ -26,7 +26,6 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from analytics import metrics
 from analytics.batch import Batch
 from analytics.connection import connect, database_name
-from analytics.logfmt import configure_logging
 from analytics.retention import DailyRetention, retention_days
 from analytics.rollups.settle import Settler
 from analytics.rollups.touches import with_touches
@@ -34,6 +33,7 @@ from analytics.rows import ROUTES, UnusableRecord, to_row
 from analytics.writer import Writer
 from schemas import topics
 from schemas.events import now_ms
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.analytics.sink")
 

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from analytics.questions import delivery_time_stats
-from deploy.bench_stack import configure_logging, fresh_stack, round_settings
+from deploy.bench_stack import fresh_stack, round_settings
 from deploy.stack import LocalStack
 from ingest.api_root import API
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench")
 
@@ -35,7 +36,7 @@ def run_wrk(url: str, seconds: int, connections: int, threads: int, script: Path
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), url],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
-    log.info("wrk output:\n%s", out)
+    log.info("wrk_output", extra={"output": out})
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return total, int(bad.group(1)) if bad else 0

@@ -27,9 +27,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from deploy.bench_stack import configure_logging
 from deploy.broker import broker_process
 from deploy.processes import free_port
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench.broker")
 TOPIC = "bench.broker"
@@ -171,7 +171,7 @@ def measure(lengths: list[int]) -> dict[str, str]:
                     figures[f"broker_catch_up_{length}_{name}"] = f"{rate:.0f} records/s"
                 figures[f"broker_rss_{length}"] = f"{rss_mb(broker.proc.pid):.0f} MB"
                 for name in [n for n in figures if n.endswith(f"_{length}") or f"_{length}_" in n]:
-                    log.info("event=figure %s=%s", name, figures[name])
+                    log.info("figure", extra={name: figures[name]})
         except KafkaException as err:
             raise RuntimeError(f"the broker bench failed: {err}") from err
         finally:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from deploy.bench_stack import configure_logging, round_settings
+from deploy.bench_stack import round_settings
 from deploy.stack import LocalStack, StackConfig
 from schemas import codec, registry, topics
 from schemas.events import now_ms
+from schemas.logs import configure_logging
 from schemas.model import Mail
 from schemas.vocabulary import EventType
 
@@ -101,7 +102,7 @@ def main() -> None:
     _, rounds = round_settings()
     for workers in (1, 2, 4):
         results = [one_round(workers, mails) for _ in range(rounds)]
-        log.info("workers=%d rounds=%s", workers, results)
+        log.info("dispatcher_rounds", extra={"workers": workers, "rounds": results})
         print(f"dispatcher_sends_{workers}_workers: {statistics.median(r[0] for r in results):.0f} mails/s")
         print(f"dispatcher_cpu_per_mail_{workers}_workers: {statistics.median(r[1] for r in results):.2f} ms")
         print(f"broker_cpu_per_mail_{workers}_workers: {statistics.median(r[2] for r in results):.2f} ms")

@@ -20,9 +20,10 @@ import aiohttp
 from clickhouse_driver import Client
 
 from analytics.questions import delivery_time_stats
-from deploy.bench_stack import configure_logging, fresh_stack, round_settings
+from deploy.bench_stack import fresh_stack, round_settings
 from deploy.stack import LocalStack
 from ingest.api_root import API
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench.latency")
 MAIL = {"sender": "bench@example.com", "recipients": "reader@example.com", "subject": "latency",
@@ -44,12 +45,12 @@ async def paced(url: str, key: str, rate: float, seconds: float) -> list[float]:
                 await response.read()
                 status = response.status
         except aiohttp.ClientError as err:
-            log.warning("event=mail_not_posted error=%r", err)
+            log.warning("mail_not_posted", extra={"error": repr(err)})
             return
         if status == 202:
             answers.append((time.perf_counter() - due) * 1000)
         else:
-            log.warning("event=mail_refused status=%d", status)
+            log.warning("mail_refused", extra={"status": status})
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
         start = time.perf_counter()
@@ -89,7 +90,7 @@ def wait_for_delivery(client: Client, rounds: list[Round]) -> None:
         if sent != seen:
             seen, still_since = sent, time.monotonic()
         time.sleep(1)
-    log.warning("event=mails_unsent expected=%d sent=%d", expected, seen)
+    log.warning("mails_unsent", extra={"expected": expected, "sent": seen})
 
 
 def main() -> None:
@@ -120,7 +121,7 @@ def soak(client: Client, stack: LocalStack, rate: float, minutes: int) -> None:
     rounds = []
     for n in range(minutes):
         rounds.append(Round(stack, rate, 60))
-        log.info("event=soak_round round=%d of=%d", n + 1, minutes)
+        log.info("soak_round", extra={"round": n + 1, "of": minutes})
     wait_for_delivery(client, rounds)
     first, last = rounds[0].delivery(client), rounds[-1].delivery(client)
     print(f"soak_minutes: {minutes} min at {rate:.0f} mails/s")

@@ -16,9 +16,9 @@ from pathlib import Path
 import requests
 from confluent_kafka import Producer
 
-from deploy.bench_stack import configure_logging
 from deploy.stack import LocalStack, StackConfig
 from schemas import codec, registry, topics
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench.ledger")
 WEEK_MS = 7 * 86_400_000
@@ -73,7 +73,7 @@ def first_send(history: int) -> tuple[float, float]:
             if history:
                 started = time.monotonic()
                 fill_ledger(stack.config.bootstrap, history)
-                log.info("event=ledger_filled mails=%d seconds=%.1f", history, time.monotonic() - started)
+                log.info("ledger_filled", extra={"mails": history, "seconds": round(time.monotonic() - started, 1)})
             subject = f"first-{uuid.uuid4().hex}"
             publish_mail(stack.config.bootstrap, subject)
             started = time.monotonic()

@@ -24,6 +24,7 @@ from deploy.broker import broker_process
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import ManagedProcess, free_port
 from schemas import codec, registry, topics
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench.sink")
 
@@ -73,7 +74,7 @@ def stored(client: object) -> int:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    configure_logging()
     events = int(os.environ.get("MERCURY_BENCH_SINK_EVENTS", "300000"))
     with tempfile.TemporaryDirectory(prefix="mercury-bench-sink-") as state:
         logs = Path(state) / "logs"
@@ -87,7 +88,7 @@ def main() -> None:
             migrate(client)
             bootstrap = f"127.0.0.1:{kafka_port}"
             written = produce(bootstrap, events)
-            log.info("backlog written: %d events", written)
+            log.info("backlog_written", extra={"events": written})
             sink = ManagedProcess(
                 "sink", [sys.executable, "-m", "analytics.sink"], logs, ready=lambda: True,
                 env={**env, "KAFKA_BOOTSTRAP": bootstrap, "MERCURY_SINK_GROUP": "bench-sink",

@@ -1,6 +1,5 @@
 """What the whole-stack benchmarks share: a fresh local stack on free ports with its ClickHouse client, and the
 length and number of load rounds (MERCURY_BENCH_SECONDS, MERCURY_BENCH_ROUNDS)."""
-import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,10 +10,6 @@ from clickhouse_driver import Client
 
 from analytics.connection import connect
 from deploy.stack import LocalStack, StackConfig
-
-
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
 
 def round_settings() -> tuple[int, int]:

@@ -108,7 +108,7 @@ class ManagedProcess:
                 raise StartupError(f"{self.name} exited with {self.proc.returncode}; "
                                    f"see {self.log_path}:\n{self.tail()}")
             if self.ready():
-                log.info("started %s pid=%s", self.name, self.proc.pid)
+                log.info("started", extra={"part": self.name, "pid": self.proc.pid})
                 return self
             time.sleep(0.1)
         self.stop()
@@ -144,7 +144,7 @@ class ManagedProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout)
+                log.warning("sigterm_ignored_killing", extra={"part": self.name, "waited_s": round(timeout)})
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:

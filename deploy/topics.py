@@ -28,7 +28,7 @@ def create_topics(bootstrap: str, partitions: int, env: Mapping[str, str]) -> No
     for name, future in admin.create_topics(wanted, request_timeout=15).items():
         try:
             future.result()
-            log.info("event=topic_created topic=%s partitions=%d", name, created[name].num_partitions)
+            log.info("topic_created", extra={"topic": name, "partitions": created[name].num_partitions})
         except KafkaException as err:
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise

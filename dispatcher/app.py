@@ -37,6 +37,7 @@ from schemas.control.secrets import secret_box
 from schemas.kafka.producer import AsyncProducer
 from schemas.kafka.publishing import Publisher
 from schemas.kafka.replica import TopicReplica
+from schemas.logs import logging_config
 
 log = logging.getLogger("mercury.dispatcher")
 
@@ -84,6 +85,8 @@ def create_app(config: DispatcherConfig) -> faust.App:
         topic_allow_declare=False,
         topic_disable_leader=True,
         stream_wait_empty=False,
+        # The worker sets logging up again as it starts: with this, its lines (and Faust's, aiokafka's) stay logfmt.
+        logging_config=logging_config(),
     )
 
     def lease_for(event: EventT) -> Lease:
@@ -116,14 +119,15 @@ def create_app(config: DispatcherConfig) -> faust.App:
         """The registry and the configurations as written before this worker started apply before any mail."""
         await asyncio.gather(*(replica.caught_up() for replica in control))
         control_read.set()
-        log.info("event=control_read worker=%s providers=%s", instance, ",".join(s.name for s in dispatcher.services()))
+        log.info("control_read",
+                 extra={"worker": instance, "providers": ",".join(s.name for s in dispatcher.services())})
 
     @app.on_partitions_assigned.connect
     async def read_ledger_again(_sender: object, assigned: set, **_kwargs: object) -> None:
         """Records of a partition that was someone else's must meet everything its owner wrote."""
         ledger.refresh()
-        log.info("event=partitions_assigned worker=%s partitions=%s", instance,
-                 ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)))
+        log.info("partitions_assigned", extra={
+            "worker": instance, "partitions": ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))})
 
     @app.on_partitions_revoked.connect
     async def finish_sends(_sender: object, revoked: set, **_kwargs: object) -> None:
@@ -131,9 +135,9 @@ def create_app(config: DispatcherConfig) -> faust.App:
         have ended and their ledger entries are written."""
         ownership.revoke((tp.topic, tp.partition) for tp in revoked)
         if ownership.sends:
-            log.info("event=rebalance_waits_for_sends worker=%s sends=%d", instance, ownership.sends)
+            log.info("rebalance_waits_for_sends", extra={"worker": instance, "sends": ownership.sends})
         await ownership.settled()
-        log.info("event=partitions_released worker=%s partitions=%d", instance, len(revoked))
+        log.info("partitions_released", extra={"worker": instance, "partitions": len(revoked)})
 
     @app.on_before_shutdown.connect
     async def close(*_args: object, **_kwargs: object) -> None:
@@ -141,20 +145,21 @@ def create_app(config: DispatcherConfig) -> faust.App:
         try:
             await asyncio.wait_for(backlog.emptied(), config.rebalance_timeout_s)
         except TimeoutError:
-            log.error("event=shutdown_backlog_left worker=%s records=%d sends=%d", instance, len(backlog),
-                      ownership.sends)
-        log.info("event=dispatcher_drained worker=%s", instance)
+            log.error("shutdown_backlog_left",
+                      extra={"worker": instance, "records": len(backlog), "sends": ownership.sends})
+        log.info("dispatcher_drained", extra={"worker": instance})
         await health.flush()
         for replica in replicas:
             replica.close()
         for service in dispatcher.services():
             service.close()
         publisher.close()
-        log.info("event=dispatcher_closed worker=%s", instance)
+        log.info("dispatcher_closed", extra={"worker": instance})
 
     @app.on_after_configured.connect
     def log_config(*_args: object, **_kwargs: object) -> None:
-        log.info("event=dispatcher_configured worker=%s providers=%s retry_delays=%s rate_limits=%s", instance,
-                 ",".join(s.name for s in services), config.retry_delays, config.rate_limits or "none")
+        log.info("dispatcher_configured", extra={
+            "worker": instance, "providers": ",".join(s.name for s in services), "retry_delays": config.retry_delays,
+            "rate_limits": config.rate_limits or "none"})
 
     return app

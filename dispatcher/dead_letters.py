@@ -216,8 +216,8 @@ class LetterReader:
             letter = Letter.from_message(message)
         except codec.DecodeError as err:
             self.stats.unreadable += 1
-            log.warning("event=unreadable_letter partition=%d offset=%d reason=%s",
-                        message.partition(), message.offset(), err)
+            log.warning("unreadable_letter",
+                        extra={"partition": message.partition(), "offset": message.offset(), "reason": str(err)})
             return None
         self.stats.letters += 1
         return letter
@@ -227,7 +227,7 @@ class LetterReader:
         """librdkafka retries transient errors by itself; anything else means the read is incomplete."""
         if err.fatal() or not err.retriable():
             raise ReadError(f"reading {topics.DEAD} failed: {err.str()}")
-        log.warning("event=read_error_retried code=%s reason=%r", err.name(), err.str())
+        log.warning("read_error_retried", extra={"code": err.name(), "reason": err.str()})
 
 
 @dataclass
@@ -289,7 +289,7 @@ def replay_time(letter: Letter) -> int:
     and the letter may come from a host whose clock runs ahead of this one."""
     now = now_ms()
     if now <= letter.dead_at:
-        log.warning("event=replay_clock_behind mail=%s dead_at=%d now=%d", letter.mail_id, letter.dead_at, now)
+        log.warning("replay_clock_behind", extra={"mail": letter.mail_id, "dead_at": letter.dead_at, "now": now})
         return letter.dead_at + 1
     return now
 
@@ -359,17 +359,17 @@ async def _publish(producer: AsyncProducer, letter: Letter) -> str | None:
     try:
         await producer.send(topics.REQUESTS, record["id"], codec.encode(REQUEST_SCHEMA, record))
     except BrokerUnavailable as err:
-        log.error("event=replay_failed mail=%s reason=%s", letter.mail_id, err)
+        log.error("replay_failed", extra={"mail": letter.mail_id, "reason": str(err)})
         return f"mail not replayed: {err}"
     try:
         await producer.send(topics.EVENTS, record["id"], replayed_event(record["id"], letter, replayed_at))
     except BrokerUnavailable as err:
-        log.error("event=replay_event_failed mail=%s reason=%s", letter.mail_id, err)
+        log.error("replay_event_failed", extra={"mail": letter.mail_id, "reason": str(err)})
         return f"mail replayed, but its replayed event was not acknowledged: {err}"
     try:
         await producer.send(topics.DEAD, record["id"], receipt(letter, replayed_at))
     except BrokerUnavailable as err:
-        log.error("event=replay_receipt_failed mail=%s reason=%s", letter.mail_id, err)
+        log.error("replay_receipt_failed", extra={"mail": letter.mail_id, "reason": str(err)})
         return f"mail replayed, but its receipt was not acknowledged (a later replay would send it again): {err}"
-    log.info("event=replayed mail=%s replayed_at=%d outcome=%s", letter.mail_id, replayed_at, letter.outcome)
+    log.info("replayed", extra={"mail": letter.mail_id, "replayed_at": replayed_at, "outcome": letter.outcome})
     return None

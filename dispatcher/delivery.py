@@ -114,8 +114,8 @@ class Dispatcher:
             job = job_from_record(name, record, source)
         except codec.DecodeError as err:
             mail_id = key.decode(errors="replace") if key else _position(source)
-            log.warning("event=malformed_record topic=%s partition=%d offset=%d reason=%s",
-                        source.topic, source.partition, source.offset, err)
+            log.warning("malformed_record", extra={
+                "topic": source.topic, "partition": source.partition, "offset": source.offset, "reason": str(err)})
             return self._dead(mail_id, DeadReason.MALFORMED, str(err), source, payload or b"", rejected=True)
         try:
             job.mail = check_mail(job.mail)
@@ -137,11 +137,12 @@ class Dispatcher:
                 return self._accepted(job) + await self._deliver_once(job, lease, attempts)
         except Abandoned:
             lease.abandon()
-            log.info("event=record_abandoned mail=%s topic=%s partition=%d offset=%d attempts=%d", job.mail.id,
-                     source.topic, source.partition, source.offset, len(attempts))
+            log.info("record_abandoned", extra={"mail": job.mail.id, "topic": source.topic,
+                                                "partition": source.partition, "offset": source.offset,
+                                                "attempts": len(attempts)})
             return attempts
         except Exception as err:  # a bug must not lose the mail: it goes back on the ladder, loudly
-            log.exception("event=dispatch_error mail=%s", job.mail.id)
+            log.exception("dispatch_error", extra={"mail": job.mail.id})
             return self._accepted(job) + attempts + self._retry(job, f"internal error: {type(err).__name__}",
                                                                 spent=True)
 
@@ -200,7 +201,7 @@ class Dispatcher:
             if entry.until > now_ms():
                 await asyncio.sleep(LEDGER_POLL_S)
                 continue
-            log.warning("event=ambiguous_send mail=%s provider=%s worker=%s", mail.id, entry.provider, entry.worker)
+            log.warning("ambiguous_send", extra={"mail": mail.id, "provider": entry.provider, "worker": entry.worker})
             event = self._event(mail.id, EventType.ATTEMPT_FAILED, provider=entry.provider,
                                 outcome=Outcome.AMBIGUOUS, worker=entry.worker,
                                 detail=f"{entry.worker} stopped during the send; the provider may have accepted it")
@@ -283,7 +284,7 @@ class Dispatcher:
             await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)
             return None, err
         except Exception as bug:
-            log.exception("event=adapter_error provider=%s mail=%s", provider, job.mail.id)
+            log.exception("adapter_error", extra={"provider": provider, "mail": job.mail.id})
             metrics.SENDS.labels(provider, str(Outcome.TRANSIENT)).inc()
             await self._ledger.record(job.mail.id, FAILED, provider, digest=job.digest)
             return None, TransientError(provider, f"adapter error: {type(bug).__name__}", cause=FailureCause.PROVIDER)
@@ -380,8 +381,8 @@ class Dispatcher:
         its payload are small and bounded: one refused all the same is logged, not replaced."""
         outputs: list[Output] = []
         for output, err in refused:
-            log.error("event=record_refused topic=%s mail=%s bytes=%d error=%s", output.topic, output.key,
-                      len(output.value), err)
+            log.error("record_refused",
+                      extra={"topic": output.topic, "mail": output.key, "bytes": len(output.value), "error": str(err)})
             if output.topic == topics.DEAD and (letter := codec.decode(output.value)[1])["payload"]:
                 outputs.append(self._letter(
                     letter["mail_id"], DeadReason(letter["outcome"]),
@@ -401,12 +402,12 @@ class Dispatcher:
     def _conflict(self, mail_id: str, entry: LedgerEntry) -> Output:
         """Another mail under an id already in use: the gateway cannot always tell (two requests at once, or
         ClickHouse unable to answer), so the record is refused here, visibly, and the first mail is untouched."""
-        log.warning("event=mail_id_conflict mail=%s first_state=%s", mail_id, entry.state)
+        log.warning("mail_id_conflict", extra={"mail": mail_id, "first_state": entry.state})
         return self._event(mail_id, EventType.REJECTED, reason=f"{IDEMPOTENCY_HEADER}: mail {mail_id} was already "
                            "accepted with a different request; this one was not sent", field=IDEMPOTENCY_HEADER)
 
     def _duplicate(self, mail_id: str, provider: str, reason: str, **detail: object) -> Output:
-        log.info("event=duplicate_skipped mail=%s reason=%r", mail_id, reason)
+        log.info("duplicate_skipped", extra={"mail": mail_id, "reason": reason})
         metrics.DUPLICATES.inc()
         return self._event(mail_id, EventType.DUPLICATE, provider=provider or None, reason=reason, **detail)
 

@@ -176,8 +176,9 @@ class FleetHealth:
         if state != current.state:
             self._failures[provider] = 0
             BREAKER_STATE.labels(provider).set(BREAKER_VALUES[state])
-            log.warning("event=provider_health provider=%s state=%s from=%s by=%s lag_ms=%d reason=%r", provider,
-                        state, current.state, record["worker"], now_ms() - record["changed_at"], record["reason"])
+            log.warning("provider_health", extra={
+                "provider": provider, "state": state, "from": current.state, "by": record["worker"],
+                "lag_ms": now_ms() - record["changed_at"], "reason": record["reason"]})
         self._changed[provider].set()
         self._changed[provider] = asyncio.Event()
 
@@ -210,10 +211,10 @@ class FleetHealth:
         try:
             await asyncio.wait_for(self._wait_for_claim(provider, claim), CLAIM_WAIT_S)
         except Exception as err:  # a lost or late claim only means this worker does not probe
-            log.warning("event=probe_claim_unconfirmed provider=%s error=%r", provider, err)
+            log.warning("probe_claim_unconfirmed", extra={"provider": provider, "error": repr(err)})
         state = self._states[provider]
         if state == ProviderState(HALF_OPEN, opened_at, self.instance, until):
-            log.info("event=probe_claimed provider=%s until=%d", provider, until)
+            log.info("probe_claimed", extra={"provider": provider, "until": until})
             return Ticket(provider, probe=True)
         self._probing.discard(provider)
         return None
@@ -233,7 +234,7 @@ class FleetHealth:
         seconds = min(retry_after if retry_after and retry_after > 0 else DEFAULT_THROTTLE_S, MAX_THROTTLE_S)
         until = now_ms() + int(seconds * 1000)
         self._throttled_until[provider] = max(self._throttled_until[provider], until)
-        log.info("event=provider_throttled provider=%s seconds=%.1f", provider, seconds)
+        log.info("provider_throttled", extra={"provider": provider, "seconds": round(seconds, 1)})
         self._spawn(self._send(self._record(provider, THROTTLED, throttled_until=until), key=f"{provider}/throttle"))
 
     def _change(self, provider: str, state: str, *, opened_at: int | None = None, reason: str) -> None:
@@ -256,7 +257,7 @@ class FleetHealth:
     def _published(self, task: asyncio.Task) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("event=health_publish_failed error=%r", task.exception())
+            log.error("health_publish_failed", extra={"error": repr(task.exception())})
 
     def _record(self, provider: str, state: str, **fields: object) -> dict:
         return {"provider": provider, "state": state, "opened_at": 0, "probe_owner": "", "probe_until": 0,

@@ -42,7 +42,7 @@ class LiveSettings:
                 raise DecodeError(f"a record under {key!r} for configuration {record.id!r}")
             new = self._environment[key] if record.removed else check_value(key, record.value, self._levels)
         except (DecodeError, InvalidSetting) as err:
-            log.error("event=configuration_record_invalid id=%s error=%r kept=previous", key, str(err))
+            log.error("configuration_record_invalid", extra={"id": key, "error": str(err), "kept": "previous"})
             return
         if new == self._current[key]:
             return
@@ -53,5 +53,5 @@ class LiveSettings:
             self._health.set_thresholds(new["failures"], new["recovery_s"])
         else:
             self._limits.set_rates(new)
-        log.info("event=configuration_changed id=%s source=%s value=%s updated_at=%d", key,
-                 ENVIRONMENT if record.removed else API, orjson.dumps(new).decode(), record.updated_at)
+        log.info("configuration_changed", extra={"id": key, "source": ENVIRONMENT if record.removed else API,
+                                                 "value": orjson.dumps(new).decode(), "updated_at": record.updated_at})

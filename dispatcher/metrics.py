@@ -31,4 +31,4 @@ def serve(port: int | None) -> None:
     if port is None:
         return
     start_http_server(port)
-    log.info("event=metrics_serving port=%d", port)
+    log.info("metrics_serving", extra={"port": port})

@@ -26,4 +26,4 @@ async def publish_outputs(outputs: list[Output], source: Source, publisher: Publ
         await publisher.publish(entries)
     except RecordsRefused as refused:
         for output, err in refused.refused:
-            log.error("event=ledger_entry_refused key=%s bytes=%d error=%s", output.key, len(output.value), err)
+            log.error("ledger_entry_refused", extra={"key": output.key, "bytes": len(output.value), "error": str(err)})

@@ -42,20 +42,21 @@ class ProviderPool:
             if entry.id != key:
                 raise DecodeError(f"a record under {key!r} names provider {entry.id!r}")
         except DecodeError as err:
-            log.error("event=provider_record_invalid id=%s error=%r kept=previous", key, str(err))
+            log.error("provider_record_invalid", extra={"id": key, "error": str(err), "kept": "previous"})
             return
         if self._applied.get(key) == entry:
             return
         try:
             change = self._apply(entry)
         except (InvalidSetting, ProviderConfigError, SecretsUnavailable) as err:
-            log.error("event=provider_record_invalid id=%s type=%s error=%r kept=previous", key, entry.type, str(err))
+            log.error("provider_record_invalid",
+                      extra={"id": key, "type": entry.type, "error": str(err), "kept": "previous"})
             return
         self._applied[key] = entry
-        log.info("event=provider_changed id=%s type=%s change=%s enabled=%s settings=%s secrets=%s updated_at=%d",
-                 entry.id, entry.type, change, entry.enabled and not entry.removed,
-                 ",".join(sorted(entry.settings)) or "-", ",".join(sorted(entry.secret_names)) or "-",
-                 entry.updated_at)
+        log.info("provider_changed", extra={
+            "id": entry.id, "type": entry.type, "change": change, "enabled": entry.enabled and not entry.removed,
+            "settings": ",".join(sorted(entry.settings)) or "-", "secrets": ",".join(sorted(entry.secret_names)) or "-",
+            "updated_at": entry.updated_at})
 
     def _apply(self, entry: ProviderEntry) -> str:
         """Raises InvalidSetting, ProviderConfigError or SecretsUnavailable before changing anything."""

@@ -169,7 +169,7 @@ class MailService(ProviderAdapter):
     def classify_failure(self, err: Exception) -> ProviderError:
         """The error's class in words a tenant may read; the exception's own text (hosts, paths, the sending
         domain) goes to the operators' log only."""
-        log.warning("event=provider_transport_error provider=%s error=%r", self.name, err)
+        log.warning("provider_transport_error", extra={"provider": self.name, "error": repr(err)})
         if isinstance(err, aiohttp.ConnectionTimeoutError):
             return TransientError(self.name, f"no connection within {self.timeout[0]}s", cause=FailureCause.NETWORK)
         if isinstance(err, aiohttp.SocketTimeoutError):
@@ -189,13 +189,13 @@ class MailService(ProviderAdapter):
         if not 200 <= response.status_code < 300:
             err = self.error_for(response)
             # The answer itself is for operators only: tenants see the error's class, status and detail.
-            log.warning("event=provider_error_answer provider=%s status=%d outcome=%s body=%r", self.name,
-                        response.status_code, err.outcome, err.body)
+            log.warning("provider_error_answer", extra={
+                "provider": self.name, "status": response.status_code, "outcome": err.outcome, "body": err.body})
             raise err
         message_id = self.response_details(response)
         if not message_id:
             # The provider took the mail (2xx), so sending it again would duplicate it; only its id is lost.
-            log.warning("event=accepted_without_id provider=%s status=%d", self.name, response.status_code)
+            log.warning("accepted_without_id", extra={"provider": self.name, "status": response.status_code})
         return message_id
 
     @abstractmethod

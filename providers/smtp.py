@@ -235,10 +235,10 @@ class SmtpRelay(ProviderAdapter):
 
     def result(self, answer: Receipt, latency_ms: float) -> SendResult:
         if answer.refused:
-            log.warning(
-                "event=recipients_refused provider=%s message_id=%s refused=%s", self.name, answer.message_id,
-                ",".join(f"{address}:{code}" for address, (code, _) in answer.refused.items()),
-            )
+            log.warning("recipients_refused", extra={
+                "provider": self.name, "message_id": answer.message_id,
+                "refused": ",".join(f"{address}:{code}" for address, (code, _) in answer.refused.items()),
+            })
         return SendResult(self.name, answer.message_id, answer.code, latency_ms, tuple(answer.refused))
 
     def classify_failure(self, err: Exception) -> ProviderError:
@@ -292,4 +292,4 @@ def _quit(client: smtplib.SMTP) -> None:
     try:
         client.quit()
     except OSError as err:
-        log.debug("event=quit_failed provider=smtp error=%s", err)
+        log.debug("quit_failed", extra={"provider": "smtp", "error": str(err)})

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from deploy.cli import analytics, dead, keys
+from deploy.cli.output import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,4 +39,5 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["keys"]:
         return keys.main(argv[1:])
     args = build_parser().parse_args(argv)
+    configure_logging()
     return analytics.trace(args) if args.command == "trace" else analytics.report(args)

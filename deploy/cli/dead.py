@@ -26,6 +26,7 @@ from dispatcher.dead_letters import (
     replay,
 )
 from schemas import topics
+from schemas.kafka.producer import kafka_log as producer_kafka_log
 from schemas.vocabulary import DeadReason
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "replay" and args.all != selection_of(args).everything:
         parser.error("replay needs a filter (--reason, --id, --since, --until) or --all, not both")
-    configure_logging(kafka_log)
+    configure_logging(kafka_log, producer_kafka_log)
     try:
         return run_list(args) if args.command == "list" else run_replay(args)
     except ReadError as err:

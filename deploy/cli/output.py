@@ -1,11 +1,9 @@
 """What every `mercury` subcommand prints alike: a text on one line, a moment in time, and its logs on stderr."""
 import logging
 import os
-import sys
 
+from schemas import logs
 from schemas.events import iso_utc
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def one_line(text: str) -> str:
@@ -19,12 +17,13 @@ def show_time(ms: int | None) -> str:
 
 
 def configure_logging(*quiet_unless_debug: logging.Logger) -> None:
-    """Logs go to stderr, at MERCURY_LOG_LEVEL (WARNING by default), so stdout holds only the command's answer.
+    """Logs go to stderr in logfmt (schemas.logs), at MERCURY_LOG_LEVEL (WARNING by default), so stdout holds only
+    the command's answer.
 
     The loggers named are a client library's chatter (librdkafka logs each retried connection): they are
     silenced unless they would log at DEBUG, since the command's own error already names the failure.
     """
-    logging.basicConfig(level=os.environ.get("MERCURY_LOG_LEVEL", "WARNING"), stream=sys.stderr, format=LOG_FORMAT)
+    logs.configure_logging(os.environ.get("MERCURY_LOG_LEVEL", "WARNING"))
     for logger in quiet_unless_debug:
         if logger.getEffectiveLevel() > logging.DEBUG:
             logger.setLevel(logging.CRITICAL)

@@ -126,7 +126,7 @@ async def serve(args: argparse.Namespace) -> None:
             pid=os.getpid(),
             host=args.host,
             control_port=args.control_port,
-            providers={host.name: host.port for host in hosts},
+            providers=",".join(f"{host.name}:{host.port}" for host in hosts),
         )
         await control.open()
         await stopping.wait()

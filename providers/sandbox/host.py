@@ -75,7 +75,7 @@ class ProviderHost:
     async def apply(self, faults: Faults) -> None:
         """Make `faults` current, closing or reopening the port to match `down`."""
         if faults != self.emulator.faults:
-            logs.event("faults.changed", provider=self.name, faults=faults.to_json())
+            logs.event("faults.changed", provider=self.name, faults=orjson.dumps(faults.to_json()).decode())
         self.emulator.faults = faults
         async with self._lock:
             # Re-read under the lock: a later change may have landed while an earlier one was waiting.

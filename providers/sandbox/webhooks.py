@@ -119,7 +119,7 @@ class WebhookEmitter:
         loop = asyncio.get_running_loop()
         for attempt in range(1, ATTEMPTS + 1):
             status, error = await loop.run_in_executor(self._executor, self._post, session, request)
-            fields = {"provider": self.provider, "message_id": message_id, "events": request.events,
+            fields = {"provider": self.provider, "message_id": message_id, "events": ",".join(request.events),
                       "attempt": attempt, "status": status}
             if status is not None and 200 <= status < 300:
                 logs.event("webhook.delivered", **fields)

@@ -22,6 +22,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from schemas.kafka.timings import KafkaTimings
 
 log = logging.getLogger("mercury.producer")
+# librdkafka's own lines (a connection refused, a broker gone), through Python logging rather than raw to stderr.
+kafka_log = logging.getLogger("mercury.producer.kafka")
 RENEW_EVERY_S = 2.0
 
 
@@ -68,6 +70,7 @@ class AsyncProducer:
             "client.id": name,
             "message.max.bytes": max_record_bytes,
             "error_cb": self._on_error,
+            "logger": kafka_log,
         }
         self._producer = Producer(self._config)
         self._retired: list[Producer] = []
@@ -87,7 +90,7 @@ class AsyncProducer:
         if err.fatal():
             # An idempotent producer that lost its sequence with the broker never produces again.
             self._renew = True
-        log.warning("event=kafka_error code=%s reason=%r", err.name(), err.str())
+        log.warning("kafka_error", extra={"code": err.name(), "reason": err.str()})
 
     def _poll_loop(self) -> None:
         """Delivery reports of one poll wake the event loop once, not once per record."""
@@ -105,7 +108,7 @@ class AsyncProducer:
         self._renew, self._renewed_at = False, time.monotonic()
         self._retired.append(self._producer)
         self._producer = Producer(self._config)
-        log.warning("event=producer_renewed")
+        log.warning("producer_renewed")
 
     def _poll_retired(self) -> None:
         for old in list(self._retired):
@@ -204,7 +207,7 @@ class AsyncProducer:
         """Flush what is in flight, then stop the poll thread."""
         remaining = self._producer.flush(timeout)
         if remaining:
-            log.error("event=producer_close_unflushed count=%d", remaining)
+            log.error("producer_close_unflushed", extra={"count": remaining})
         self._stopping.set()
         self._poller.join(timeout)
 

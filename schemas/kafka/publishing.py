@@ -33,8 +33,8 @@ class Publisher:
             failed = [(o, r) for o, r in zip(pending, results) if r is not None and not isinstance(r, RecordRefused)]
             pending = [o for o, _ in failed]
             if pending:
-                log.error("event=publish_failed records=%d error=%s retry_in_s=%.1f",
-                          len(pending), failed[0][1], backoff)
+                log.error("publish_failed",
+                          extra={"records": len(pending), "error": str(failed[0][1]), "retry_in_s": round(backoff, 1)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
         if refused:

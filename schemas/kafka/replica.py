@@ -21,6 +21,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from schemas.kafka.publishing import Output
 
 log = logging.getLogger("mercury.schemas.kafka.replica")
+# librdkafka's own lines, through Python logging rather than raw to stderr.
+kafka_log = logging.getLogger("mercury.schemas.kafka.replica.kafka")
 MARKER = "marker/"
 BATCH = 500
 STATE_FETCH_WAIT_MS = 100
@@ -82,7 +84,7 @@ class TopicReplica:
             try:
                 self._follow_once()
             except KafkaException as err:
-                log.error("event=replica_failed topic=%s error=%s retry_in_s=1", self.topic, err)
+                log.error("replica_failed", extra={"topic": self.topic, "error": str(err), "retry_in_s": 1})
                 self._stopping.wait(1)
 
     def _follow_once(self) -> None:
@@ -96,6 +98,7 @@ class TopicReplica:
             "fetch.wait.max.ms": STATE_FETCH_WAIT_MS,
             "client.id": f"{self._instance}-{self.topic}",
             "error_cb": self._on_client_error,
+            "logger": kafka_log,
         })
         try:
             self._assign_all(consumer)
@@ -108,7 +111,7 @@ class TopicReplica:
                         self._positions[message.partition()] = message.offset() + 1
                         records.append((message.key().decode(), message.value() or b"", message.partition()))
                     elif message.error().code() != KafkaError._PARTITION_EOF:
-                        log.error("event=replica_read_error topic=%s error=%s", self.topic, message.error())
+                        log.error("replica_read_error", extra={"topic": self.topic, "error": str(message.error())})
                 if records:
                     self._loop.call_soon_threadsafe(self._apply_all, records)
         finally:
@@ -130,7 +133,8 @@ class TopicReplica:
         self._broker_lost = False
         truncated = [p for p, end in ends.items() if end < self._positions.get(p, 0)]
         if truncated:
-            log.warning("event=replica_log_restarted topic=%s partitions=%s", self.topic, truncated)
+            log.warning("replica_log_restarted",
+                        extra={"topic": self.topic, "partitions": ",".join(map(str, truncated))})
             for partition in truncated:
                 self._positions.pop(partition)
             self._assign_all(consumer)
@@ -141,14 +145,14 @@ class TopicReplica:
             if topic is not None and topic.error is None and topic.partitions:
                 self._partitions = sorted(topic.partitions)
                 break
-            log.warning("event=replica_waiting_for_topic topic=%s", self.topic)
+            log.warning("replica_waiting_for_topic", extra={"topic": self.topic})
             self._stopping.wait(1)
         if self._since is not None:
             self._find_starts([p for p in self._partitions if p not in self._positions], self._since())
         consumer.assign([TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
                          for p in self._partitions])
         self._started.set()
-        log.info("event=replica_started topic=%s partitions=%d", self.topic, len(self._partitions))
+        log.info("replica_started", extra={"topic": self.topic, "partitions": len(self._partitions)})
 
     def _find_starts(self, partitions: list[int], since_ms: int) -> None:
         """Where each partition's first record at or after `since_ms` is, with a consumer of its own that fetches
@@ -162,13 +166,14 @@ class TopicReplica:
             "fetch.wait.max.ms": 5,
             "queued.max.messages.kbytes": 1024,
             "client.id": f"{self._instance}-{self.topic}-search",
+            "logger": kafka_log,
         })
         try:
             started = time.monotonic()
             for partition in partitions:
                 self._positions[partition] = self._first_offset_since(searcher, partition, since_ms)
-            log.info("event=replica_window_found topic=%s partitions=%d seconds=%.2f", self.topic, len(partitions),
-                     time.monotonic() - started)
+            log.info("replica_window_found", extra={"topic": self.topic, "partitions": len(partitions),
+                                                    "seconds": round(time.monotonic() - started, 2)})
         finally:
             searcher.close()
 
@@ -214,7 +219,7 @@ class TopicReplica:
             try:
                 self._apply(key, value)
             except Exception:  # one bad record must not stop a worker from following the others
-                log.exception("event=replica_apply_error topic=%s key=%s", self.topic, key)
+                log.exception("replica_apply_error", extra={"topic": self.topic, "key": key})
 
     def _marker_seen(self, key: str, partition: int) -> None:
         waiting = self._markers.get(key)

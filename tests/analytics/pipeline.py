@@ -15,6 +15,7 @@ from analytics.rows import event_row, mail_row
 from analytics.writer import Writer
 from deploy.processes import ManagedProcess
 from schemas import codec, topics
+from schemas.logs import find_events
 from schemas.validation import own_mail_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +160,7 @@ class SinkRunner:
         holder: list[ManagedProcess] = []
         proc = ManagedProcess(
             f"sink-{len(self._started)}", [sys.executable, "-m", "analytics.sink"], self.log_dir,
-            ready=lambda: "event=sink_assigned" in holder[0].tail(500),
+            ready=lambda: bool(find_events(holder[0].tail(500), "sink_assigned")),
             env={
                 **ch_env, "KAFKA_BOOTSTRAP": self.bootstrap, "MERCURY_SINK_GROUP": self.group,
                 "PYTHONPATH": str(ROOT), **env,

@@ -18,6 +18,7 @@ from analytics.store import MailStore
 from deploy.clickhouse import clickhouse_process
 from deploy.processes import free_port
 from schemas import codec, topics
+from schemas.logs import find_events
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,14 @@ def test_sink_stores_each_record_once_skips_poison_and_stops_cleanly(
     assert answers() == first
 
     log = sink.log_path.read_text()
-    skipped = [line for line in log.splitlines() if "event=record_skipped" in line]
+    skipped = find_events(log, "record_skipped")
     assert len(skipped) >= 3
-    assert all("topic=" in line and "partition=" in line and "offset=" in line for line in skipped)
+    assert all({"topic", "partition", "offset", "reason"} <= fields.keys() for fields in skipped)
     wait_for(lambda: committed_up_to(sinks, publisher.ends), 15, "offsets committed up to the last record published")
 
     sink.signal(signal.SIGTERM)
     assert sink.proc.wait(timeout=10) == 0
-    assert "event=sink_stopped" in sink.log_path.read_text()
+    assert find_events(sink.log_path.read_text(), "sink_stopped")
 
 
 def test_sink_started_while_clickhouse_is_down_commits_nothing_then_inserts_everything(
@@ -122,14 +123,14 @@ def test_sink_started_while_clickhouse_is_down_commits_nothing_then_inserts_ever
 
     # Stopped while it cannot insert, a sink abandons its batch and commits nothing.
     abandoning = sinks.start(env)
-    wait_for(lambda: "event=insert_failed" in abandoning.log_path.read_text(), 20, "an insert failed")
+    wait_for(lambda: find_events(abandoning.log_path.read_text(), "insert_failed"), 20, "an insert failed")
     abandoning.signal(signal.SIGTERM)
     assert abandoning.proc.wait(timeout=10) == 0
-    assert "event=batch_abandoned" in abandoning.log_path.read_text()
+    assert find_events(abandoning.log_path.read_text(), "batch_abandoned")
     assert all(offset < 0 for offset in committed(sinks.bootstrap, sinks.group).values())
 
     sink = sinks.start(env)
-    wait_for(lambda: sink.log_path.read_text().count("event=insert_failed") >= 3, 20, "inserts retried")
+    wait_for(lambda: len(find_events(sink.log_path.read_text(), "insert_failed")) >= 3, 20, "inserts retried")
     assert all(offset < 0 for offset in committed(sinks.bootstrap, sinks.group).values())
 
     server = clickhouse_process(tcp_port, free_port(), tmp_path / "clickhouse", tmp_path / "logs").start()
@@ -138,7 +139,7 @@ def test_sink_started_while_clickhouse_is_down_commits_nothing_then_inserts_ever
         migrate(client)
         wait_for(lambda: all_stored(client, mail_ids | {m["id"] for m in mails}, event_ids | {e["id"] for e in events}),
                  30, "the held batch inserted once ClickHouse is back")
-        assert "event=insert_recovered" in sink.log_path.read_text()
+        assert find_events(sink.log_path.read_text(), "insert_recovered")
         wait_for(lambda: committed_up_to(sinks, publisher.ends), 15, "offsets committed after the insert")
         sink.stop()
         client.disconnect()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy.stack import LocalStack, StackConfig
+from schemas.logs import parse_line
 from schemas.vocabulary import EventType, Outcome
 from tests.chaos.conftest import CHAOS_ENV
 from tests.chaos.harness import Chaos
@@ -20,7 +21,6 @@ WORKERS = 4
 STORM_STEP_S = 12.0
 # Sends take over a second, so every revocation meets sends under way; the read timeout (5 s) stays above it.
 SLOW_MS = 1200
-ASSIGNED = re.compile(r"event=partitions_assigned worker=(\S+) partitions=(\S*)")
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,12 @@ def request_partition_owners(logs: Path) -> dict[int, set[str]]:
     """Per partition of mail.requests, every worker instance that was ever assigned it."""
     owners: dict[int, set[str]] = {}
     for name in dispatchers(WORKERS):
-        for worker, assigned in ASSIGNED.findall((logs / f"{name}.log").read_text(errors="replace")):
-            for partition in re.findall(r"mail\.requests:(\d+)", assigned):
-                owners.setdefault(int(partition), set()).add(worker)
+        for line in (logs / f"{name}.log").read_text(errors="replace").splitlines():
+            fields = parse_line(line)
+            if fields.get("event") != "partitions_assigned":
+                continue
+            for partition in re.findall(r"mail\.requests:(\d+)", fields["partitions"]):
+                owners.setdefault(int(partition), set()).add(fields["worker"])
     return owners
 
 

@@ -1,5 +1,4 @@
 """The sandbox itself: its control endpoints, the providers' wire shapes, and a clean stop."""
-import json
 import signal
 import threading
 import time
@@ -14,6 +13,7 @@ from sandbox_client import HOST, Sandbox, sandbox_process
 from deploy.processes import free_port, port_open
 from providers import SendResult
 from providers.config import ADAPTERS
+from schemas.logs import parse_line
 from schemas.model import Mail
 
 
@@ -155,6 +155,6 @@ def test_sigterm_stops_every_server_cleanly(tmp_path: Path) -> None:
 
     assert process.proc.returncode == 0
     assert not any(port_open(HOST, port) for port in [*ports.values(), control_port])
-    events = [json.loads(line)["event"] for line in process.log_path.read_text().splitlines()]
+    events = [parse_line(line)["event"] for line in process.log_path.read_text().splitlines()]
     assert events[0] == "sandbox.started" and events[-1] == "sandbox.stopped"
     assert "faults.changed" in events and "provider.down" in events

@@ -1,7 +1,9 @@
-"""Log lines are key=value, one per line, whatever the values hold."""
+"""Log lines are key=value, one per line, whatever the values hold, and read back as they were written."""
 import logging
 
-from analytics.logfmt import LogfmtFormatter
+import pytest
+
+from schemas.logs import LogfmtFormatter, parse_line
 
 
 def render(message: str, **fields: object) -> str:
@@ -20,3 +22,15 @@ def test_values_with_spaces_quotes_or_newlines_stay_on_one_line() -> None:
     line = render("record_skipped", reason='bad "magic"\nbyte', empty="")
     assert "\n" not in line
     assert 'reason="bad \\"magic\\"\\nbyte" empty=""' in line
+
+
+def test_a_line_parses_back_into_its_fields() -> None:
+    reason = 'bad "magic"\nbyte\tand a back\\slash = odd'
+    fields = parse_line(render("record_skipped", reason=reason, empty="", rows=5))
+    assert fields["event"] == "record_skipped" and fields["level"] == "warning" and fields["logger"] == "mercury.test"
+    assert fields["reason"] == reason and fields["empty"] == "" and fields["rows"] == "5"
+
+
+def test_a_field_named_like_a_record_attribute_is_refused() -> None:
+    with pytest.raises(KeyError):
+        logging.getLogger("mercury.test").warning("oops", extra={"name": "x"})
