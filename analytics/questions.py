@@ -4,7 +4,7 @@ The questions over mails and provider activity read the rollups (analytics.rollu
 the pre-aggregated tables, the rest of the window (its last minutes, a partial minute at either end, minutes
 a late row touched) from the raw tables through the same SQL that settles them, so a month costs about what a
 few minutes of raw events do, and the answer is what the raw events say. Timeline buckets that are not whole
-minutes are read from the raw events alone. The per-mail views (trace, breakers, feedback) read the raw
+minutes are read from the raw events alone. The per-mail views (trace, breakers, feedback, rejections) read the raw
 tables: every raw read uses FINAL, so a re-delivered row never counts twice, and filters with PREWHERE, which
 drops rows before FINAL merges them (copies of a row are identical, so filtering first never separates them).
 Values from the shared vocabulary and from callers are query parameters, never formatted into the SQL.
@@ -25,8 +25,10 @@ ClickHouse.
 """
 import math
 
+import orjson
 from clickhouse_driver import Client
 
+from analytics import tenants
 from analytics.lifecycle import EVENT_SEQUENCE, IN_WINDOW, params
 from analytics.rollups import milestones, provider_slots
 from analytics.rollups.spans import MINUTE_MS
@@ -115,6 +117,29 @@ _FEEDBACK_COUNTS = f"""
     ORDER BY provider
 """
 
+# Refused requests per field refused, most first. A batch names its mail's position (`mails[3].recipients`): the
+# positions are left out (`mails[].recipients`), so one field of a batch's mails is one row. An over-rate summary
+# (ingest.keys.over_rate) stands for its `count` refused requests, any other rejection for one. The last refusal's
+# blob comes whole, its reason parsed here (18.16 has no JSONExtract).
+_REJECTIONS = f"""
+    SELECT field, sum(requests) AS refused, argMax(blob, (created_at_ms, id)), argMax(mail, (created_at_ms, id)),
+           max(created_at_ms)
+    FROM
+    (
+        SELECT id, mail, created_at_ms, blob,
+               replaceRegexpAll(visitParamExtractString(blob, 'field'), %(position)s, '[]') AS field,
+               greatest(visitParamExtractUInt(blob, 'count'), 1) AS requests
+        FROM events FINAL
+        PREWHERE event = %(event_rejected)s AND {IN_WINDOW}{tenants.REJECTIONS}
+    )
+    GROUP BY field
+    ORDER BY refused DESC, field
+"""
+# A position in a field's name: `[3]`.
+_POSITION = r"\[[0-9]+\]"
+# The fields `rejections` names, most refused first; its total counts every one.
+MAX_REJECTED_FIELDS = 100
+
 # The breaker states of mercury.ProviderHealth; `throttled` records are 429 windows, not breaker states.
 _BREAKER_STATES = tuple(str(state) for state in BREAKER_STATES)
 
@@ -151,7 +176,8 @@ _TRACE_FIELDS = (
 )
 # Stored as '' when absent; returned as None.
 _OPTIONAL_TEXT = ("provider", "outcome", "cause", "status", "message_id")
-_CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_failure", "ambiguous")
+# The causes `failure_causes` counts, in the order its answer gives them (the gateway documents them from here).
+CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_failure", "ambiguous")
 _TERMINAL = {event.value for event in TERMINAL_EVENTS}
 # The events whose message_id is the provider's id of this mail's send (a duplicate repeats the first send's).
 _SENDING = {EventType.SENT.value, EventType.DUPLICATE.value}
@@ -283,7 +309,7 @@ def failure_causes(
     slots, values = provider_slots.rows(client, *_bounds(since_ms, until_ms), tenant, MINUTE_MS)
     result = []
     for provider, *counts, total in client.execute(_FAILURE_COUNTS.format(slots=slots), values):
-        causes = dict(zip(_CAUSES, counts))
+        causes = dict(zip(CAUSES, counts))
         result.append({"provider": provider or None, **causes, "other": total - sum(counts), "total": total})
     return result
 
@@ -313,6 +339,35 @@ def provider_feedback(client: Client, since_ms: int | None = None, until_ms: int
     opens, clicks, unsubscribes (from their webhooks)."""
     rows = client.execute(_FEEDBACK_COUNTS, _window(since_ms, until_ms))
     return [dict(zip(_FEEDBACK_COUNT_FIELDS, row)) for row in rows]
+
+
+def rejections(
+    client: Client, since_ms: int | None = None, until_ms: int | None = None, tenant: str | None = None,
+) -> dict:
+    """Requests refused in the window (`rejected` events: the gateway's validation and over-rate refusals, and the
+    dispatcher's refusal of a mail): how many, and per field refused (null when the refusal named none), most
+    first, how many, the last one's reason, the id it was recorded under (its trace) and when it was recorded.
+    An over-rate summary counts the requests it stands for and is recorded up to 10 s after them."""
+    query, values = tenants.scoped(_REJECTIONS, tenant, **_window(since_ms, until_ms, position=_POSITION))
+    fields = [
+        {"field": field or None, "count": count, "last_reason": _text_or_none(_blob(blob).get("reason")),
+         "last_mail": mail, "last_at": at}
+        for field, count, blob, mail, at in client.execute(query, values)
+    ]
+    return {"total": sum(row["count"] for row in fields), "fields": fields[:MAX_REJECTED_FIELDS]}
+
+
+def _blob(blob: str) -> dict:
+    """An event's detail; {} for a blob that is no JSON object (an outside producer's)."""
+    try:
+        detail = orjson.loads(blob or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return detail if isinstance(detail, dict) else {}
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _duration_stats(

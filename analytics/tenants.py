@@ -16,7 +16,7 @@ mail without a stored `mails` row (one the sink has not written yet) belongs to 
 the gateway rejected: it never becomes a mail, so its `rejected` event names the tenant in its blob, and the
 one mail's reads find it there (visitParam reads a flat JSON field on every server version).
 """
-from analytics.lifecycle import params
+from analytics.lifecycle import IN_WINDOW, params
 from schemas.vocabulary import EventType
 
 # The marks a query places after its own PREWHERE conditions.
@@ -25,13 +25,20 @@ MAILS = "/*tenant:mails*/"
 MAIL_EVENTS = "/*tenant:mail-events*/"
 # The events of the mails named in %(mails)s that are the tenant's: primary-key lookups in `mails`.
 LISTED_MAIL_EVENTS = "/*tenant:listed-mail-events*/"
+# The `rejected` events of the window (IN_WINDOW's parameters) that are the tenant's: those whose blob names it
+# (the gateway's refusals, which never became mails), and those naming no tenant on a mail of the tenant's (the
+# dispatcher's refusal of a mail the gateway had accepted); only the window's rejected mails are looked up.
+REJECTIONS = "/*tenant:rejections*/"
 
 _TENANT_MAILS = "SELECT id FROM mails PREWHERE tenant = %(tenant)s"
+_BLOB_TENANT = "visitParamExtractString(blob, 'tenant')"
 _CONDITIONS = {
     MAILS: " AND tenant = %(tenant)s",
     MAIL_EVENTS: f" AND (mail IN ({_TENANT_MAILS} AND id = %(mail)s)"
                  f" OR event = '{EventType.REJECTED}' AND visitParamExtractString(blob, 'tenant') = %(tenant)s)",
     LISTED_MAIL_EVENTS: f" AND mail IN ({_TENANT_MAILS} AND id IN %(mails)s)",
+    REJECTIONS: f" AND ({_BLOB_TENANT} = %(tenant)s OR {_BLOB_TENANT} = '' AND mail IN ({_TENANT_MAILS} AND id IN"
+                f" (SELECT mail FROM events PREWHERE event = %(event_rejected)s AND {IN_WINDOW})))",
 }
 
 

@@ -16,9 +16,10 @@ import orjson
 import requests
 
 from deploy.bench import WRK_SCRIPT, run_wrk
-from deploy.bench_stack import configure_logging, fresh_stack, round_settings
+from deploy.bench_stack import fresh_stack, round_settings
 from ingest.api_root import API
-from ingest.mail_batch import PATH as BATCH_PATH
+from ingest.mails.batch import PATH as BATCH_PATH
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench_batch")
 BATCH_MAILS = 1000

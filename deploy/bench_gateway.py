@@ -14,10 +14,11 @@ from pathlib import Path
 
 from deploy.bench import WRK_SCRIPT, run_wrk
 from deploy.bench_batch import BATCH_MAILS, batch_body, batch_round
-from deploy.bench_stack import configure_logging, round_settings
+from deploy.bench_stack import round_settings
 from deploy.stack import LocalStack, StackConfig
 from ingest.api_root import API
-from ingest.mail_batch import PATH as BATCH_PATH
+from ingest.mails.batch import PATH as BATCH_PATH
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench_gateway")
 

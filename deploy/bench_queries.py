@@ -30,6 +30,7 @@ from analytics.store import MailStore
 from deploy.clickhouse import clickhouse_process
 from deploy.embedded_clickhouse import CurrentClickHouse
 from deploy.processes import free_port
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.bench.queries")
 
@@ -112,7 +113,7 @@ def fill(client: Client, events: int, now_ms: int) -> int:
         window = {"start": start, "step": step, "first": first, "count": count}
         client.execute(_MAILS, {**window, "tenants": list(TENANTS)})
         client.execute(_EVENTS, window)
-        log.info("filled mails=%d of %d", first + count, mails)
+        log.info("filled", extra={"mails": first + count, "of": mails})
     client.execute(_HEALTH, {"start": start, "count": HISTORY_DAYS * 48})
     client.execute(_FEEDBACK, {"start": start, "step": step, "count": mails // 10})
     (written,), = client.execute("SELECT count() FROM events")
@@ -146,6 +147,7 @@ def measure(client: Client, now_ms: int, mails: int, repeats: int, server: str) 
                 ("delivery_time", lambda: questions.delivery_time_stats(client, since, now_ms, tenant=of)),
                 ("failure_causes", lambda: questions.failure_causes(client, since, now_ms, tenant=of)),
                 ("unfinished", lambda: questions.unfinished_mails(client, 600, now_ms, 100, since, tenant=of)),
+                ("rejections", lambda: questions.rejections(client, since, now_ms, tenant=of)),
             ):
                 report(f"query_{name}_{label}{scope}", question)
     # Mails of the measured tenant: m % 10 < 5.
@@ -175,7 +177,7 @@ def bench(client: Client, events: int, repeats: int) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    configure_logging()
     events = int(os.environ.get("MERCURY_BENCH_EVENTS", "10000000"))
     repeats = int(os.environ.get("MERCURY_BENCH_QUERY_RUNS", "5"))
     with tempfile.TemporaryDirectory(prefix="mercury-bench-queries-") as state:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from deploy.clickhouse import clickhouse_process
 from deploy.processes import ManagedProcess, StartupError, free_port, http_ok
 from deploy.topics import create_topics
 from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
-from ingest.api_keys import UNLIMITED, ApiKey, Scope
 from ingest.api_root import API
-from ingest.key_admin import create_key, store_key
+from ingest.keys.admin import create_key, store_key
+from ingest.keys.api_key import UNLIMITED, ApiKey, Scope
 from schemas.control.secrets import KEY_ENV as SECRETS_KEY_ENV
+from schemas.logs import configure_logging, find_events
 
 log = logging.getLogger("mercury.deploy.stack")
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,19 +190,22 @@ class LocalStack:
 
     def start_dispatcher(self, n: int) -> ManagedProcess:
         name = f"dispatcher-{n}"
-        return self._start_worker(name, ["-m", "dispatcher"], "Ready", {
+        # Faust's own line ("[^Worker]: Ready") once the worker joined its group and is consuming.
+        return self._start_worker(name, ["-m", "dispatcher"], lambda output: "Ready" in output, {
             "MERCURY_WORKER_ID": name,
             "MERCURY_DISPATCHER_METRICS_PORT": str(self.config.metrics_ports[name]),
         })
 
     def start_sink(self) -> ManagedProcess:
-        return self._start_worker("sink", ["-m", "analytics.sink"], "event=sink_assigned",
+        return self._start_worker("sink", ["-m", "analytics.sink"],
+                                  lambda output: bool(find_events(output, "sink_assigned")),
                                   {"MERCURY_SINK_METRICS_PORT": str(self.config.metrics_ports["sink"])})
 
-    def _start_worker(self, name: str, args: list[str], ready_line: str,
+    def _start_worker(self, name: str, args: list[str], ready: Callable[[str], bool],
                       extra_env: dict[str, str] | None = None) -> ManagedProcess:
-        """A consumer is ready once its log says it has joined its group; it runs at the workers' niceness."""
-        proc = self._python(name, args, lambda: ready_line in proc.output_since_start(), extra_env,
+        """A consumer is ready once its log says it has joined its group (`ready` reads what it logged since it
+        started); it runs at the workers' niceness."""
+        proc = self._python(name, args, lambda: ready(proc.output_since_start()), extra_env,
                             ready_timeout=90, niceness=self.config.worker_niceness)
         return self._start(proc)
 
@@ -226,7 +231,7 @@ class LocalStack:
         try:
             proc.proc.wait(KILL_WAIT_S)
         except subprocess.TimeoutExpired:
-            log.warning("event=kill_timeout name=%s signal=%s", name, sig)
+            log.warning("kill_timeout", extra={"part": name, "signal": sig})
         proc.stop()
 
     def restart(self, name: str) -> ManagedProcess:
@@ -251,7 +256,7 @@ class LocalStack:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    configure_logging()
     config = StackConfig.from_env()
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -260,7 +265,7 @@ def main() -> None:
     try:
         stack.start()
     except StartupError as err:
-        log.error("event=stack_failed error=%s", err)
+        log.error("stack_failed", extra={"error": str(err)})
         sys.exit(1)
     metrics = "\n".join(f"    {name + ':':14}{url}" for name, url in config.metrics_urls().items())
     print(f"""
@@ -282,12 +287,12 @@ Press Ctrl-C to stop.
     exit_code = 0
     while not stopping.wait(1.0):
         if dead := stack.dead():
-            log.error("event=process_died names=%s logs=%s", ",".join(dead), stack.logs)
+            log.error("process_died", extra={"names": ",".join(dead), "logs": stack.logs})
             exit_code = 1
             break
-    log.info("event=stack_stopping")
+    log.info("stack_stopping")
     stack.stop()
-    log.info("event=stack_stopped")
+    log.info("stack_stopped")
     sys.exit(exit_code)
 
 

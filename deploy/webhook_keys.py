@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from ingest.webhooks import PREFIX as WEBHOOK_PATH
+from ingest.webhooks.routes import PREFIX as WEBHOOK_PATH
 
 
 @dataclass(frozen=True)

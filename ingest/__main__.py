@@ -7,21 +7,22 @@ import tempfile
 import uvicorn
 
 from ingest.config import MULTIPROC_ENV, IngestConfig
-from ingest.configurations_api import ConfigurationsApi
-from ingest.providers_api import ProvidersApi
+from ingest.control.configurations import ConfigurationsApi
+from ingest.control.providers import ProvidersApi
+from schemas.logs import configure_logging
 
 log = logging.getLogger("mercury.ingest")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    configure_logging()
     try:
         config = IngestConfig.from_env()
         # Every worker builds these from the same environment: refuse a bad one here, once, before any starts.
         ProvidersApi(config.bootstrap)
         ConfigurationsApi(config.bootstrap)
     except ValueError as err:  # TlsConfigInvalid, WebhookKeyInvalid, a bad provider setting, a malformed number
-        log.error("event=ingest_config_invalid error_type=%s error=%r", type(err).__name__, str(err))
+        log.error("ingest_config_invalid", extra={"error_type": type(err).__name__, "error": str(err)})
         raise SystemExit(2) from err
     # Set before any worker imports prometheus_client: each worker then writes its metrics under it, and
     # a fresh directory per start keeps a previous run's counters out of this one's.
@@ -29,12 +30,12 @@ def main() -> None:
     metrics_dir = given or tempfile.mkdtemp(prefix="mercury-ingest-metrics-")
     os.makedirs(metrics_dir, exist_ok=True)
     os.environ[MULTIPROC_ENV] = metrics_dir
-    log.info("event=ingest_metrics_dir path=%s", metrics_dir)
-    log.info("event=ingest_listening host=%s port=%d scheme=%s", config.host, config.port,
-             "https" if config.tls else "http")
+    log.info("ingest_metrics_dir", extra={"path": metrics_dir})
+    log.info("ingest_listening", extra={"host": config.host, "port": config.port,
+                                        "scheme": "https" if config.tls else "http"})
     try:
         uvicorn.run(
-            "ingest.app:create_app",
+            "ingest.app:create_worker_app",
             factory=True,
             host=config.host,
             port=config.port,

@@ -3,7 +3,7 @@ import os
 from dataclasses import dataclass, field
 
 from ingest.tls import CERT_ENV, KEY_ENV, check_tls_files
-from ingest.webhook_signatures import load_sendgrid_public_key
+from ingest.webhooks.sendgrid import load_sendgrid_public_key
 from schemas.kafka.timings import KafkaTimings
 
 # Where the gateway's worker processes keep their Prometheus metrics (prometheus-client multiprocess mode).
@@ -18,7 +18,7 @@ class IngestConfig:
     max_body_bytes: int
     delivery_timeout_ms: int
     workers: int
-    # A batch of mails (ingest.mail_batch) may be larger than one mail's body: up to this many bytes in all.
+    # A batch of mails (ingest.mails.batch) may be larger than one mail's body: up to this many bytes in all.
     max_batch_body_bytes: int = 10_000_000
     # Requests per second (and at once) a key may make unless it was given its own; 0 means unlimited.
     key_rate_per_s: float = 100.0

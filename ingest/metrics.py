@@ -7,6 +7,8 @@ them in files under PROMETHEUS_MULTIPROC_DIR (set by `python -m ingest` before a
 import os
 import time
 
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +34,20 @@ WEBHOOKS = Counter("mercury_ingest_webhooks_total",
 FEEDBACK_PUBLISHED = Counter("mercury_ingest_feedback_events_total",
                              "Provider events published to mail.feedback, by provider and event.",
                              ["provider", "event"])
+# What `/openapi.json` says about `/metrics`.
+METRICS = {"response_class": PlainTextResponse,
+           "responses": {200: {"description": "Prometheus text format, every worker's metrics added up",
+                               "content": {"text/plain": {"schema": {"type": "string"}}}}}}
+
+
+def install(app: FastAPI) -> None:
+    """`/metrics` for Prometheus, and the middleware counting every answer."""
+    app.add_middleware(RequestMetrics)
+
+    @app.get("/metrics", **METRICS)
+    def prometheus_metrics() -> Response:
+        body, content_type = render()
+        return Response(body, media_type=content_type)
 
 
 def render() -> tuple[bytes, str]:

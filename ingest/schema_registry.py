@@ -5,20 +5,23 @@ with Mercury's fixed ids lets a producer point `schema.registry.url` at the gate
 dispatcher decodes. A schema that is not Mercury's is refused, as a real registry refuses an incompatible one.
 """
 import re
+from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
+from typing_extensions import NotRequired, TypedDict
 
-from ingest import openapi
 from ingest.bodies import BodyTooLarge, read_limited
+from ingest.openapi import BAD_PARAMETER, answer_doc, body_doc
 from schemas import registry
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 # Mercury's largest schema is a few kilobytes; nothing larger can be one of them.
 MAX_BODY_BYTES = 262_144
 _VERSION = re.compile(r"[0-9]{1,9}")
-router = APIRouter(prefix="/schema-registry", tags=["schema registry"])
+_routes = APIRouter(prefix="/schema-registry", tags=["schema registry"])
 SUBJECT = Path(description="a topic's value subject",
                examples=sorted({schema.subject for schema in registry.schemas().values()}))
 
@@ -35,12 +38,70 @@ def _version(schema: registry.RegisteredSchema, subject: str) -> dict:
     return {"subject": subject, "version": schema.version, "id": schema.id, "schema": schema.canonical}
 
 
-@router.get("/subjects", **openapi.REGISTRY_SUBJECTS)
+# What `/openapi.json` says about these routes --------------------------------------------------------------
+
+class SchemaBody(TypedDict):
+    """What a Confluent serializer registers or looks up."""
+
+    schema: Annotated[str, Field(description="the Avro schema as JSON text")]
+    schemaType: NotRequired[Annotated[str, Field(description="AVRO (the default)")]]
+
+
+class RegistryError(TypedDict):
+    error_code: int
+    message: str
+
+
+class RegisteredSchema(TypedDict):
+    subject: str
+    version: int
+    id: int
+    schema: str
+
+
+class SchemaText(TypedDict):
+    schema: str
+
+
+class RegistryResponse(JSONResponse):
+    """Documents the registry's own media type; Confluent clients expect it."""
+
+    media_type = MEDIA_TYPE
+
+
+MODELS = (SchemaBody, RegistryError, RegisteredSchema, SchemaText)
+_REGISTRY_NOT_FOUND = answer_doc(RegistryError, "no such subject, version or schema id", MEDIA_TYPE)
+REGISTRY_SUBJECTS = {"response_class": RegistryResponse, "responses": {200: {
+    "description": "Mercury's subjects", "content": {MEDIA_TYPE: {"schema": {"type": "array",
+                                                                             "items": {"type": "string"}}}}}}}
+REGISTRY_SCHEMA_BY_ID = {"response_class": RegistryResponse, "responses": {
+    200: answer_doc(SchemaText, "the schema", MEDIA_TYPE), 404: _REGISTRY_NOT_FOUND, 422: BAD_PARAMETER}}
+REGISTRY_VERSIONS = {"response_class": RegistryResponse, "responses": {200: {
+    "description": "the subject's versions", "content": {MEDIA_TYPE: {"schema": {"type": "array",
+                                                                                 "items": {"type": "integer"}}}}},
+    404: _REGISTRY_NOT_FOUND}}
+REGISTRY_VERSION = {"response_class": RegistryResponse, "responses": {
+    200: answer_doc(RegisteredSchema, "that version", MEDIA_TYPE), 404: _REGISTRY_NOT_FOUND}}
+REGISTRY_REGISTER = {
+    "response_class": RegistryResponse,
+    "openapi_extra": body_doc(SchemaBody, MEDIA_TYPE),
+    "responses": {
+        200: answer_doc(RegisteredSchema, "the schema is one of Mercury's: its fixed id", MEDIA_TYPE),
+        404: answer_doc(RegistryError, "the subject is not one of Mercury's topics", MEDIA_TYPE),
+        400: answer_doc(RegistryError, "the body is not JSON", MEDIA_TYPE),
+        409: answer_doc(RegistryError, "the schema is not compatible with Mercury's", MEDIA_TYPE),
+        413: answer_doc(RegistryError, "the body is larger than any of Mercury's schemas", MEDIA_TYPE),
+        422: answer_doc(RegistryError, "the body is not a valid schema", MEDIA_TYPE),
+    },
+}
+
+
+@_routes.get("/subjects", **REGISTRY_SUBJECTS)
 def subjects() -> JSONResponse:
     return _answer([s.subject for s in registry.schemas().values()])
 
 
-@router.get("/schemas/ids/{schema_id}", **openapi.REGISTRY_SCHEMA_BY_ID)
+@_routes.get("/schemas/ids/{schema_id}", **REGISTRY_SCHEMA_BY_ID)
 def schema_by_id(schema_id: int) -> JSONResponse:
     schema = registry.schemas().get(schema_id)
     if schema is None:
@@ -48,7 +109,7 @@ def schema_by_id(schema_id: int) -> JSONResponse:
     return _answer({"schema": schema.canonical})
 
 
-@router.get("/subjects/{subject}/versions", **openapi.REGISTRY_VERSIONS)
+@_routes.get("/subjects/{subject}/versions", **REGISTRY_VERSIONS)
 def versions(subject: str = SUBJECT) -> JSONResponse:
     versions = registry.subject_versions(subject)
     if not versions:
@@ -56,7 +117,7 @@ def versions(subject: str = SUBJECT) -> JSONResponse:
     return _answer([schema.version for schema in versions])
 
 
-@router.get("/subjects/{subject}/versions/{version}", **openapi.REGISTRY_VERSION)
+@_routes.get("/subjects/{subject}/versions/{version}", **REGISTRY_VERSION)
 def version(version: str, subject: str = SUBJECT) -> JSONResponse:
     versions = registry.subject_versions(subject)
     if not versions:
@@ -68,8 +129,8 @@ def version(version: str, subject: str = SUBJECT) -> JSONResponse:
     return _answer(_version(versions[wanted - 1], subject))
 
 
-@router.post("/subjects/{subject}/versions", **openapi.REGISTRY_REGISTER)
-@router.post("/subjects/{subject}", **openapi.REGISTRY_REGISTER)
+@_routes.post("/subjects/{subject}/versions", **REGISTRY_REGISTER)
+@_routes.post("/subjects/{subject}", **REGISTRY_REGISTER)
 async def register(request: Request, subject: str = SUBJECT) -> JSONResponse:
     """Registration and lookup both answer with the fixed id when the schema is one of Mercury's versions."""
     expected = registry.by_subject(subject)
@@ -91,3 +152,8 @@ async def register(request: Request, subject: str = SUBJECT) -> JSONResponse:
         return _error(409, 409, f"schema is not compatible with {expected.name}; "
                                 f"fetch it from /schema-registry/schemas/ids/{expected.id}")
     return _answer(_version(offered, subject))
+
+
+def install(app: FastAPI) -> None:
+    """Open to anyone, as a schema registry is: it serves only the public contract."""
+    app.include_router(_routes)

@@ -5,7 +5,7 @@ ClickHouse, so queries never have to guess a spelling.
 """
 from enum import StrEnum
 
-# The HTTP header whose value a mail id derives from (ingest.idempotency); a conflict under it is reported by
+# The HTTP header whose value a mail id derives from (ingest.mails.idempotency); a conflict under it is reported by
 # the dispatcher too.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

@@ -1,4 +1,4 @@
-"""`mercury keys`: mint, list and revoke API keys straight on Kafka (the library is ingest/key_admin.py), which is
+"""`mercury keys`: mint, list and revoke API keys straight on Kafka (the library is ingest/keys/admin.py), which is
 how the first operator key comes to be and how one is revoked while no gateway runs.
 
     mercury keys create [--tenant T] [--scope S]... [--name N] [--rate R] [--burst B] [--json]
@@ -9,14 +9,13 @@ import argparse
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
 
 import orjson
 
-from deploy.cli.output import configure_logging
-from ingest.api_keys import DEFAULT_RATE, UNLIMITED, ApiKey, InvalidKeyRequest, Scope
-from ingest.control_topic import ControlUnavailable
-from ingest.key_admin import create_key, list_keys, revoke_key
+from deploy.cli.output import configure_logging, show_time
+from ingest.control.topic import ControlUnavailable
+from ingest.keys.admin import create_key, list_keys, revoke_key
+from ingest.keys.api_key import DEFAULT_RATE, UNLIMITED, ApiKey, InvalidKeyRequest, Scope
 from schemas.model import DEFAULT_TENANT
 
 
@@ -29,7 +28,7 @@ def _show(key: ApiKey, token: str | None, as_json: bool) -> str:
         shown["rate_per_s"] = "unlimited"
     for moment in ("created_at", "revoked_at"):
         if shown[moment]:
-            shown[moment] = datetime.fromtimestamp(shown[moment] / 1000, UTC).isoformat(timespec="seconds")
+            shown[moment] = show_time(shown[moment])
     lines = [f"{name + ':':12}{','.join(value) if isinstance(value, list) else value}"
              for name, value in shown.items() if value is not None]
     if token:

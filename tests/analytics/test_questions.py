@@ -1,5 +1,6 @@
 """The operators' questions against a synthetic history whose answers are computed here, plainly, from
 the records themselves. Every row is written twice, so a doubled count fails the test."""
+import re
 import threading
 from collections import Counter, defaultdict
 
@@ -7,7 +8,7 @@ import orjson
 import pytest
 from clickhouse_driver import Client
 from current_clickhouse import both_versions
-from pipeline import Records
+from pipeline import Records, write_twice
 
 from analytics import questions
 from analytics.rows import FEEDBACK_COLUMNS, HEALTH_COLUMNS, event_row, mail_row
@@ -327,3 +328,84 @@ def test_provider_feedback_joins_the_mail_by_message_id(client: Client, history:
     assert questions.provider_feedback(client, T0 + 8100, T0 + 8550)[0]["hard_bounces"] == 1
     rejected = next(e for e in history.events if e["event"] == "rejected")
     assert questions.mail_trace(client, rejected["mail"])["feedback"] == []
+
+
+def test_rejections_count_each_field_refused_for_its_tenant_alone(client: Client, records: Records) -> None:
+    since, until = T0 + 10_000, T0 + 20_000
+    acme_mail, globex_mail = records.mail(T0, tenant="acme"), records.mail(T0, tenant="globex")
+
+    def refused(at: int, tenant: str | None, field: str | None, reason: str, mail: str | None = None,
+                **detail: object) -> dict:
+        named = {"field": field} if field is not None else {}
+        named |= {"tenant": tenant} if tenant is not None else {}
+        return records.event(mail or records.new_id("refused"), "rejected", at, reason=reason, **named, **detail)
+
+    body = orjson.dumps({"recipients": "nobody", "count": 99, "tenant": "globex"}).decode()
+    events = [
+        refused(since + 100, "acme", "recipients", "recipients: 'nobody' is not a valid address", body=body),
+        refused(since + 900, "acme", "recipients", "recipients: at least one recipient is required", body="{}"),
+        # A batch's mails: one field, whatever the position.
+        refused(since + 200, "acme", "mails[0].recipients", "mails[0].recipients: is required", index=0, body="{}"),
+        refused(since + 950, "acme", "mails[12].recipients", "mails[12].recipients: 'x' is not a valid address",
+                index=12, body="{}"),
+        refused(since + 300, "acme", "mails[3].attachments[1].filename", "mails[3].attachments[1].filename: bad",
+                index=3, body="{}"),
+        # Over-rate summaries stand for their count.
+        refused(since + 400, "acme", "authorization", "over its request rate: 7", key="k1", count=7),
+        refused(since + 800, "acme", "authorization", "over its request rate: 5", key="k1", count=5),
+        # A reason that spells another tenant's name inside its text stays the tenant's own.
+        refused(since + 500, "acme", "sender", 'sender: \'a", "tenant": "globex", "count": 50\' is not … ünï',
+                body="{}"),
+        # The dispatcher refusing a mail the gateway had accepted: no tenant in the blob, the mail is acme's.
+        refused(since + 600, None, "Idempotency-Key", "Idempotency-Key: mail was already accepted", acme_mail["id"]),
+        # A record the dispatcher could not read: nobody's but the operator's.
+        refused(since + 700, None, None, "malformed record", topic="mail.requests", partition=0, offset=3),
+        refused(since + 150, "globex", "subject", "subject: is required", body="{}"),
+        refused(since + 250, "globex", "authorization", "over its request rate: 3", key="k2", count=3),
+        refused(since + 260, None, "Idempotency-Key", "Idempotency-Key: mail was already accepted", globex_mail["id"]),
+        # Outside the window, and not a rejection.
+        refused(since - 1, "acme", "recipients", "before the window"),
+        refused(until, "acme", "recipients", "at the window's end (excluded)"),
+        records.event(acme_mail["id"], "accepted", since + 10, tenant="acme", field="recipients"),
+    ]
+    write_twice(client, [acme_mail, globex_mail], events)
+    owners = {acme_mail["id"]: "acme", globex_mail["id"]: "globex"}
+
+    def expected(tenant: str | None) -> dict:
+        fields: dict = {}
+        for event in sorted(events, key=lambda e: (e["created_at"], e["id"])):
+            detail = orjson.loads(event["blob"])
+            owner = detail.get("tenant") or owners.get(event["mail"])
+            if event["event"] != "rejected" or not since <= event["created_at"] < until or tenant not in (None, owner):
+                continue
+            field = re.sub(r"\[[0-9]+\]", "[]", detail["field"]) if "field" in detail else None
+            count = fields.get(field, {}).get("count", 0) + detail.get("count", 1)
+            fields[field] = {"field": field, "count": count, "last_reason": detail["reason"],
+                             "last_mail": event["mail"], "last_at": event["created_at"]}
+        ordered = sorted(fields.values(), key=lambda row: (-row["count"], row["field"] or ""))
+        return {"total": sum(row["count"] for row in ordered), "fields": ordered}
+
+    acme = questions.rejections(client, since, until, tenant="acme")
+    assert acme == expected("acme")
+    assert [(row["field"], row["count"]) for row in acme["fields"]] == [
+        ("authorization", 12), ("mails[].recipients", 2), ("recipients", 2), ("Idempotency-Key", 1),
+        ("mails[].attachments[].filename", 1), ("sender", 1),
+    ]
+    assert acme["fields"][3]["last_mail"] == acme_mail["id"]
+    assert acme["fields"][5]["last_reason"].endswith("is not … ünï")
+    globex = questions.rejections(client, since, until, tenant="globex")
+    assert globex == expected("globex") and globex["total"] == 5
+    assert questions.rejections(client, since, until) == expected(None)
+    assert questions.rejections(client, since, until, tenant="nobody") == {"total": 0, "fields": []}
+    assert questions.rejections(client, until, until + 1, tenant="acme")["total"] == 1
+
+
+def test_rejections_name_the_most_refused_fields_and_count_them_all(client: Client, records: Records) -> None:
+    fields = questions.MAX_REJECTED_FIELDS + 5
+    events = [records.event(records.new_id("refused"), "rejected", T0 + i, reason=f"field{i}: unknown", tenant="acme",
+                            field=f"field{i}", **({"count": 2} if i % 2 else {})) for i in range(fields)]
+    write_twice(client, [], events)
+    answer = questions.rejections(client, T0, T0 + fields, tenant="acme")
+    assert answer["total"] == fields + fields // 2
+    assert len(answer["fields"]) == questions.MAX_REJECTED_FIELDS
+    assert [row["count"] for row in answer["fields"]][fields // 2 - 1:fields // 2 + 1] == [2, 1]

@@ -108,6 +108,7 @@ def answers(client: Client, tenancy: Tenancy, tenant: str | None, ids: list[str]
             "delivery": questions.delivery_time_stats(client, since, until, tenant=tenant),
             "failures": questions.failure_causes(client, since, until, tenant=tenant),
             "unfinished": questions.unfinished_mails(client, 60, now_ms=NOW, since_ms=since, tenant=tenant),
+            "rejections": questions.rejections(client, since, until, tenant=tenant),
         }
     store = MailStore(client)
     result["pages"] = [store.list_mails(4, offset, tenant=tenant) for offset in (0, 4, 12)]

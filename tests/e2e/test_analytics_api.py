@@ -4,6 +4,7 @@ import time
 import requests
 
 from tests.e2e.conftest import gateway, post_mail, unique_subject, wait_for, wait_for_event
+from tests.e2e.sessions import key_session, new_key, new_tenant
 
 
 def get(api: str, path: str, **params: object) -> requests.Response:
@@ -123,3 +124,56 @@ def test_provider_webhooks_join_the_trace_and_the_feedback_counts(api, sandbox):
     assert [f["url"] for f in trace["feedback"] if f["event"] == "clicked"][0].startswith("http")
     counts = {row["provider"]: row for row in get(api, "feedback", since=since).json()["feedback"]}
     assert counts[sent["provider"]]["clicked"] >= 1 and counts[sent["provider"]]["delivered"] >= 1
+
+
+def test_rejections_tell_a_tenant_which_of_its_requests_were_refused_and_why(api):
+    since = int(time.time() * 1000)
+    tenant = new_tenant()
+    mine = key_session(new_key(api, tenant=tenant, scopes=["send", "read"])["key"])
+    limited = key_session(new_key(api, tenant=tenant, scopes=["send"], rate_per_s=0.01, burst=1)["key"])
+    other = key_session(new_key(api, tenant=new_tenant(), scopes=["send", "read"])["key"])
+    good = {"sender": "alice@example.com", "recipients": "bob@example.com", "subject": unique_subject("refused"),
+            "content": "hello"}
+
+    refused = [mine.post(f"{api}/mails/", json={**good, "recipients": bad}, timeout=10) for bad in ("nobody", "x@")]
+    assert [(r.status_code, r.json()["field"]) for r in refused] == [(422, "recipients")] * 2
+    batch = mine.post(f"{api}/mails/batch", timeout=10,
+                      json={"mails": [good, {**good, "recipients": "nobody"}, {**good, "sender": "nobody"}]})
+    assert [item["code"] for item in batch.json()["mails"]] == [202, 422, 422], batch.text
+    over_rate = [limited.post(f"{api}/mails/", json=good, timeout=10).status_code for _ in range(10)].count(429)
+    assert over_rate >= 1
+    no_subject = {name: value for name, value in good.items() if name != "subject"}
+    assert other.post(f"{api}/mails/", json=no_subject, timeout=10).status_code == 422
+
+    def rejections(session: requests.Session, total: int) -> dict | None:
+        answer = session.get(f"{api}/analytics/rejections", params={"since": since}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["rejections"]["total"] >= total and answer.json()
+
+    # Over-rate refusals are summarised by each gateway process every 10 s.
+    answer = wait_for(lambda: rejections(mine, 4 + over_rate), timeout=40, what="the tenant's rejections")
+    assert answer["since"] == since
+    fields = {row["field"]: row for row in answer["rejections"]["fields"]}
+    assert {field: row["count"] for field, row in fields.items()} == {
+        "authorization": over_rate, "recipients": 2, "mails[].recipients": 1, "mails[].sender": 1}
+    assert answer["rejections"]["total"] == 4 + over_rate
+    counts = [row["count"] for row in answer["rejections"]["fields"]]
+    assert counts == sorted(counts, reverse=True)
+    last = fields["recipients"]
+    assert last["last_mail"] == refused[-1].json()["mail_id"] and last["last_reason"] == refused[-1].json()["error"]
+    assert since <= last["last_at"] <= int(time.time() * 1000)
+    assert "over its request rate" in fields["authorization"]["last_reason"]
+    summary = fields["authorization"]["last_mail"]
+    assert mine.get(f"{api}/analytics/mails/{summary}/trace", timeout=10).json()["rejected"] is True
+
+    # Another tenant sees its own refusal alone, and none of this tenant's.
+    theirs = wait_for(lambda: rejections(other, 1), what="the other tenant's rejection")["rejections"]
+    assert [(row["field"], row["count"]) for row in theirs["fields"]] == [("subject", 1)] and theirs["total"] == 1
+    assert other.get(f"{api}/analytics/mails/{summary}/trace", timeout=10).status_code == 404
+    # No key, or a key without the read scope, is refused.
+    anonymous = requests.get(f"{api}/analytics/rejections", timeout=10)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    sender = key_session(new_key(api, tenant=tenant, scopes=["send"])["key"])
+    assert sender.get(f"{api}/analytics/rejections", timeout=10).status_code == 403
+    listed = gateway.get(f"{api}/analytics/", timeout=10).json()["rejections"]
+    assert listed == "/api/v1.0/analytics/rejections?since=&until="

@@ -6,8 +6,8 @@ import orjson
 import requests
 
 from ingest.config import IngestConfig
-from ingest.idempotency import mail_id_for
-from ingest.mail_batch import MAX_MAILS
+from ingest.mails.batch import MAX_MAILS
+from ingest.mails.idempotency import mail_id_for
 from tests.e2e.conftest import events_of, unique_subject, wait_for, wait_for_event
 from tests.e2e.sessions import gateway, key_session, new_key, new_tenant
 from tests.e2e.test_ingest_idempotency import copies_in_sandbox, requests_on_topic

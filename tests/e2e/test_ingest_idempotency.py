@@ -13,7 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sandbox_client import Sandbox
 
 from deploy.processes import ManagedProcess, free_port, http_ok
-from ingest.idempotency import mail_id_for
+from ingest.mails.idempotency import mail_id_for
 from schemas import codec, topics
 from schemas.events import now_ms
 from schemas.validation import MAX_SCHEDULE_DAYS

@@ -1,7 +1,7 @@
 """Minting, checking and storing API keys: only a hash is kept, and a key checks only its own secret."""
 import pytest
 
-from ingest.api_keys import PREFIX, ApiKey, InvalidKeyRequest, Scope, mint, parse_token
+from ingest.keys.api_key import PREFIX, ApiKey, InvalidKeyRequest, Scope, mint, parse_token
 
 
 def test_a_minted_token_checks_against_its_key_and_nothing_else():

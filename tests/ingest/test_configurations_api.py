@@ -6,7 +6,7 @@ import pytest
 from admin_app import fresh_topic, serving
 from starlette.testclient import TestClient
 
-from ingest.configurations_api import PREFIX, ConfigurationsApi
+from ingest.control.configurations import PREFIX, ConfigurationsApi, install
 
 ENV = {"MERCURY_RETRY_DELAYS": "1,5,30", "MERCURY_BREAKER_FAILURES": "5", "MERCURY_RATE_LIMITS": "mailgun=50"}
 
@@ -18,7 +18,7 @@ def topic(bootstrap: str) -> str:
 
 @pytest.fixture
 def client(bootstrap: str, topic: str) -> Iterator[TestClient]:
-    with serving(bootstrap, lambda: ConfigurationsApi(bootstrap, ENV, topic=topic)) as running:
+    with serving(bootstrap, lambda: ConfigurationsApi(bootstrap, ENV, topic=topic), install) as running:
         yield running
 
 
@@ -44,7 +44,7 @@ def test_a_value_is_set_changed_and_deleted_back_to_the_environment(client: Test
 
     changed = client.put(f"{PREFIX}/retry_ladder", json={"value": {"delays_s": [2, 4]}})
     assert changed.status_code == 200 and changed.json()["value"] == {"delays_s": [2.0, 4.0]}
-    with serving(bootstrap, lambda: ConfigurationsApi(bootstrap, ENV, topic=topic)) as another:
+    with serving(bootstrap, lambda: ConfigurationsApi(bootstrap, ENV, topic=topic), install) as another:
         assert another.get(f"{PREFIX}/retry_ladder").json()["source"] == "api"
 
     assert client.delete(f"{PREFIX}/breakers").status_code == 204

@@ -4,7 +4,7 @@ import uuid
 import pytest
 from starlette.datastructures import Headers
 
-from ingest.idempotency import BadKey, RecentKeys, idempotency_key, mail_id_for
+from ingest.mails.idempotency import BadKey, RecentKeys, idempotency_key, mail_id_for
 
 
 def key_of(*values: str) -> str | None:

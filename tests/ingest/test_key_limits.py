@@ -1,8 +1,8 @@
 """Per-key token buckets: a key's rate and burst, shared out over the gateway's processes."""
 import pytest
 
-from ingest.api_keys import mint
-from ingest.key_limits import KeyLimits, retry_after
+from ingest.keys.api_key import mint
+from ingest.keys.limits import KeyLimits, retry_after
 
 
 class Clock:

@@ -1,17 +1,19 @@
 """Consumer lag: the arithmetic, the groups it covers, and a clear failure when the broker is not there."""
-import orjson
 import pytest
+from admin_app import operator_app
+from starlette.testclient import TestClient
 
 from analytics.rows import ROUTES
 from deploy.processes import free_port
-from ingest.lag import (
+from ingest.operator.lag import (
     DISPATCHER_GROUP,
+    PATH,
     ConsumerGroup,
     KafkaUnavailable,
     LagReader,
     PartitionOffsets,
     consumer_groups,
-    router,
+    install,
     summarize,
 )
 from schemas import topics
@@ -53,7 +55,8 @@ def test_an_unreachable_broker_is_a_503_with_the_reason():
     bootstrap = f"127.0.0.1:{free_port()}"
     with pytest.raises(KafkaUnavailable, match="(?i)transport|did not answer"):
         LagReader(bootstrap).measure(consumer_groups({}))
-    [route] = router(bootstrap).routes
-    answer = route.endpoint()
+    app = operator_app()
+    install(app, bootstrap)
+    answer = TestClient(app).get(PATH)
     assert answer.status_code == 503 and answer.headers["Retry-After"]
-    assert orjson.loads(answer.body)["error"].startswith("Kafka is unavailable")
+    assert answer.json()["error"].startswith("Kafka is unavailable")

@@ -6,7 +6,7 @@ from admin_app import fresh_topic, serving
 from cryptography.fernet import Fernet
 from starlette.testclient import TestClient
 
-from ingest.providers_api import PREFIX, ProvidersApi
+from ingest.control.providers import PREFIX, ProvidersApi, install
 from schemas.control.provider_entries import ProviderEntry
 from schemas.control.secrets import SecretBox
 
@@ -22,7 +22,7 @@ def topic(bootstrap: str) -> str:
 
 @pytest.fixture
 def client(bootstrap: str, topic: str) -> Iterator[TestClient]:
-    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic)) as running:
+    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic), install) as running:
         yield running
 
 
@@ -67,7 +67,7 @@ def test_a_provider_is_added_changed_disabled_and_removed(client: TestClient, bo
 def test_the_secret_is_on_the_topic_only_encrypted(client: TestClient, bootstrap: str, topic: str) -> None:
     assert client.post(f"{PREFIX}/", json={"id": "postmark-1", "type": "postmark",
                                            "secrets": {"server_token": SECRET}}).status_code == 201
-    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic)) as reader:
+    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic), install) as reader:
         assert reader.get(f"{PREFIX}/postmark-1").json()["secrets"] == ["server_token"]
     entries = _read_topic(bootstrap, topic)
     assert all(SECRET.encode() not in value for value in entries)
@@ -77,7 +77,7 @@ def test_the_secret_is_on_the_topic_only_encrypted(client: TestClient, bootstrap
 
 def test_removing_an_environment_provider_is_for_good(client: TestClient, bootstrap: str, topic: str) -> None:
     assert client.delete(f"{PREFIX}/sendgrid").status_code == 204
-    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic)) as restarted:
+    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic), install) as restarted:
         assert restarted.get(f"{PREFIX}/sendgrid").status_code == 404
         assert [p["id"] for p in restarted.get(f"{PREFIX}/").json()["providers"]] == ["mailgun"]
         assert restarted.post(f"{PREFIX}/", json={"id": "sendgrid", "type": "sendgrid"}).status_code == 201
@@ -122,7 +122,7 @@ def test_a_large_body_is_413(client: TestClient) -> None:
 
 def test_without_a_key_secrets_are_refused_and_the_rest_still_works(bootstrap: str, topic: str) -> None:
     env = {name: value for name, value in ENV.items() if name != "MERCURY_SECRETS_KEY"}
-    with serving(bootstrap, lambda: ProvidersApi(bootstrap, env, topic=topic)) as client:
+    with serving(bootstrap, lambda: ProvidersApi(bootstrap, env, topic=topic), install) as client:
         refused = client.post(f"{PREFIX}/", json={"id": "sg-2", "type": "sendgrid", "secrets": {"api_key": SECRET}})
         assert (refused.status_code, refused.json()["field"]) == (503, "secrets")
         assert "MERCURY_SECRETS_KEY" in refused.json()["error"] and SECRET not in refused.text

@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from deploy.processes import ManagedProcess, StartupError, free_port
 from ingest.tls import CERT_ENV, KEY_ENV
+from schemas.logs import find_events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,29 +92,31 @@ def test_plain_http_to_the_https_port_gets_no_answer(https_gateway: tuple[int, P
 
 
 def start_fails(log_dir: Path, **env: str) -> str:
-    """Start a gateway that must exit at start; its log since that start."""
+    """Start a gateway that must exit at start; the error of the one ingest_config_invalid line it logs."""
     port = free_port()
     process = gateway(log_dir, f"http://127.0.0.1:{port}/api/v1.0/", False, port, **env)
     with pytest.raises(StartupError, match="exited with 2"):
         process.start()
-    return process.output_since_start()
+    [refused] = find_events(process.output_since_start(), "ingest_config_invalid")
+    assert refused["error_type"] == "TlsConfigInvalid"
+    return refused["error"]
 
 
 @pytest.mark.parametrize("given", [CERT_ENV, KEY_ENV])
 def test_one_file_without_the_other_stops_the_gateway_at_start(tmp_path: Path, given: str):
     cert, key = self_signed(tmp_path)
-    log = start_fails(tmp_path, **{given: str(cert if given == CERT_ENV else key)})
-    assert "event=ingest_config_invalid" in log and f"{given} is set but" in log
+    error = start_fails(tmp_path, **{given: str(cert if given == CERT_ENV else key)})
+    assert f"{given} is set but" in error
 
 
 def test_an_unreadable_file_stops_the_gateway_at_start(tmp_path: Path):
     cert, _key = self_signed(tmp_path)
-    log = start_fails(tmp_path, **{CERT_ENV: str(cert), KEY_ENV: str(tmp_path / "missing.key")})
-    assert f"{KEY_ENV}={tmp_path / 'missing.key'} cannot be read" in log
+    error = start_fails(tmp_path, **{CERT_ENV: str(cert), KEY_ENV: str(tmp_path / "missing.key")})
+    assert f"{KEY_ENV}={tmp_path / 'missing.key'} cannot be read" in error
 
 
 def test_a_key_that_is_not_the_certificates_stops_the_gateway_at_start(tmp_path: Path):
     cert, _key = self_signed(tmp_path)
     _other_cert, other_key = self_signed(tmp_path, "other")
-    log = start_fails(tmp_path, **{CERT_ENV: str(cert), KEY_ENV: str(other_key)})
-    assert "do not load as a PEM certificate and its unencrypted private key" in log
+    error = start_fails(tmp_path, **{CERT_ENV: str(cert), KEY_ENV: str(other_key)})
+    assert "do not load as a PEM certificate and its unencrypted private key" in error

@@ -12,14 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ingest.webhook_payloads import PayloadInvalid, mailgun_records, sendgrid_records
-from ingest.webhook_signatures import (
-    TOLERANCE_S,
-    MailgunVerifier,
-    SendGridVerifier,
-    SignatureInvalid,
-    WebhookKeyInvalid,
-)
+from ingest.webhooks.common import TOLERANCE_S, PayloadInvalid, SignatureInvalid, WebhookKeyInvalid
+from ingest.webhooks.mailgun import MailgunVerifier, mailgun_records
+from ingest.webhooks.sendgrid import SendGridVerifier, sendgrid_records
 from schemas import codec
 from schemas.message_ids import normalise_message_id
 

@@ -17,15 +17,16 @@ from loop_thread import Run
 from sandbox_client import Sandbox, sandbox_argv
 
 from deploy.processes import ManagedProcess, free_port, port_open
-from ingest.webhook_payloads import mailgun_records, sendgrid_records
-from ingest.webhook_signatures import (
+from ingest.webhooks.mailgun import MailgunVerifier, mailgun_records
+from ingest.webhooks.sendgrid import (
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
-    MailgunVerifier,
     SendGridVerifier,
+    sendgrid_records,
 )
 from providers.config import ADAPTERS
 from providers.sandbox.__main__ import parse_args
+from schemas.logs import parse_line
 from schemas.model import Mail
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,9 +187,9 @@ def test_sigterm_stops_at_once_and_drops_what_was_not_yet_sent(tmp_path: Path, r
     started = time.monotonic()
     process.stop()
     assert process.proc.returncode == 0 and time.monotonic() - started < 10
-    stopped = [json.loads(line) for line in process.log_path.read_text().splitlines()
-               if '"webhooks.stopped"' in line]
-    assert {(line["provider"], line["unsent_messages"]) for line in stopped} == {("mailgun", 1), ("sendgrid", 0)}
+    lines = [parse_line(line) for line in process.log_path.read_text().splitlines()]
+    stopped = [line for line in lines if line["event"] == "webhooks.stopped"]
+    assert {(line["provider"], line["unsent_messages"]) for line in stopped} == {("mailgun", "1"), ("sendgrid", "0")}
 
 
 @pytest.mark.parametrize("env, complaint", [

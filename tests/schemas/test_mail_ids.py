@@ -11,8 +11,8 @@ from analytics.rows import UnusableRecord, to_row
 from dispatcher.dead_letters import Letter, NotReplayable
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import RETRY_SCHEMA, Source
-from ingest.idempotency import legacy_mail_id_for, mail_id_for
-from ingest.requests_body import mail_from_body, new_id
+from ingest.mails.idempotency import legacy_mail_id_for, mail_id_for
+from ingest.mails.request_body import mail_from_body, new_id
 from schemas import codec, topics
 from schemas.model import DEFAULT_TENANT, Mail
 from schemas.validation import ForeignMailId, check_mail, check_mail_id

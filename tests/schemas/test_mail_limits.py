@@ -9,7 +9,7 @@ import pytest
 
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import MAX_REASON_CHARS, Job, Source
-from ingest.requests_body import mail_from_body
+from ingest.mails.request_body import mail_from_body
 from schemas import codec, topics, validation
 from schemas.model import DEFAULT_TENANT, Attachment, Mail
 from schemas.validation import InvalidMail, check_mail, own_mail_id

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from ingest.requests_body import mail_from_body
+from ingest.mails.request_body import mail_from_body
 from schemas.events import now_ms
 from schemas.model import Mail
 from schemas.validation import MAX_SCHEDULE_DAYS, InvalidMail, check_mail

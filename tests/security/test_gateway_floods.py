@@ -10,7 +10,7 @@ import requests
 
 from deploy.stack import LocalStack
 from ingest.config import IngestConfig
-from ingest.key_ring import MAX_UNKNOWN_WAITING
+from ingest.keys.ring import MAX_UNKNOWN_WAITING
 from tests.e2e.conftest import wait_for
 from tests.e2e.sessions import gateway, key_session, new_key
 

@@ -12,10 +12,10 @@ from starlette.testclient import TestClient
 from deploy.broker import broker_process
 from deploy.processes import ManagedProcess, free_port
 from deploy.topics import create_topics
-from ingest.api_keys import Scope
 from ingest.app import create_app
 from ingest.config import IngestConfig
-from ingest.key_admin import create_key
+from ingest.keys.admin import create_key
+from ingest.keys.api_key import Scope
 
 MAIL = {"sender": "a@example.com", "recipients": "b@example.com", "subject": "frozen broker", "content": "hi"}
 

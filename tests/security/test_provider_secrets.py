@@ -16,7 +16,7 @@ from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import Source
 from dispatcher.ratelimit import RateLimits
 from dispatcher.sender import BoundedSender
-from ingest.providers_api import PREFIX, ProvidersApi
+from ingest.control.providers import PREFIX, ProvidersApi, install
 from providers import (
     ProviderAdapter,
     ProviderConfigError,
@@ -50,7 +50,7 @@ def topic(bootstrap: str) -> str:
 
 @pytest.fixture
 def client(bootstrap: str, topic: str) -> Iterator[TestClient]:
-    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic)) as running:
+    with serving(bootstrap, lambda: ProvidersApi(bootstrap, ENV, topic=topic), install) as running:
         yield running
 
 
@@ -108,7 +108,7 @@ def test_a_stored_secret_keeps_its_host_when_the_environment_changes(client: Tes
     assert stored.status_code == 200, stored.text
 
     moved_env = {**ENV, "MAILGUN_BASE_URL": ELSEWHERE}
-    with serving(bootstrap, lambda: ProvidersApi(bootstrap, moved_env, topic=topic)) as restarted:
+    with serving(bootstrap, lambda: ProvidersApi(bootstrap, moved_env, topic=topic), install) as restarted:
         shown = restarted.get(f"{PREFIX}/mailgun").json()
 
     assert (shown["settings"]["base_url"], shown["sources"]["base_url"]) == ("https://api.mailgun.net", "api")

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from deploy.stack import LocalStack
-from ingest.api_keys import ApiKey, Scope, mint
-from ingest.key_admin import store_key
-from ingest.keys_api import MAX_KEYS_PER_TENANT
+from ingest.keys.admin import store_key
+from ingest.keys.api_key import ApiKey, Scope, mint
+from ingest.keys.routes import MAX_KEYS_PER_TENANT
 from tests.e2e.conftest import post_mail, wait_for, wait_for_event
 from tests.e2e.sessions import key_session, new_key, new_tenant
 

@@ -10,8 +10,8 @@ import requests
 from confluent_kafka import Producer
 
 from deploy.stack import LocalStack
-from ingest.idempotency import body_digest, legacy_mail_id_for, mail_id_for
-from ingest.requests_body import mail_from_body
+from ingest.mails.idempotency import body_digest, legacy_mail_id_for, mail_id_for
+from ingest.mails.request_body import mail_from_body
 from schemas import codec
 from schemas.events import accepted_event, encode_event
 from schemas.model import DEFAULT_TENANT

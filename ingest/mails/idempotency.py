@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from starlette.datastructures import Headers
 
+from ingest.errors import Malformed
 from schemas.model import DEFAULT_TENANT
 from schemas.validation import InvalidMail, own_mail_id
 from schemas.vocabulary import IDEMPOTENCY_HEADER
@@ -23,7 +24,7 @@ _NAMESPACE = uuid.UUID("3b0f6a52-8c1e-4d7a-b0a4-6e2f9d51c8e7")
 _KEY = re.compile(r"[\x20-\x7e]{1,%d}" % MAX_KEY_CHARS)
 
 
-class BadKey(InvalidMail):
+class BadKey(Malformed):
     """The header itself is malformed: the request is refused before its body is looked at."""
 
 

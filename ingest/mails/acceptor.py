@@ -3,7 +3,7 @@
 A mail is accepted only once the broker acknowledged its record; a refused one is recorded as a `rejected`
 event so that "was it discarded at validation?" has an answer. A mail with an idempotency key is checked in
 ClickHouse first: a retry gets the first answer again and publishes nothing, another body under the key is
-refused, and while ClickHouse cannot answer nothing is published (see ingest.idempotency).
+refused, and while ClickHouse cannot answer nothing is published (see ingest.mails.idempotency).
 """
 import asyncio
 import logging
@@ -12,17 +12,16 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from clickhouse_driver.errors import Error as ClickHouseError
-from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from analytics.store import MailStore
-from ingest import bodies, metrics
+from ingest import metrics
 from ingest.api_root import API
-from ingest.idempotency import (
+from ingest.errors import status_for
+from ingest.mails.idempotency import (
     HEADER,
     KEY_CHECK_RETRY_S,
-    BadKey,
     KeyReused,
     KeyUnchecked,
     RecentKeys,
@@ -49,10 +48,6 @@ _KEY_UNCHECKED = (f"the {HEADER} cannot be checked now (the mail history is unav
                   "retry later")
 
 
-class BodyTooLarge(InvalidMail):
-    """The request is larger than its route takes."""
-
-
 @dataclass(frozen=True)
 class Answer:
     """What one mail's request is answered: the single route sends it as it is, the batch route as one item."""
@@ -72,7 +67,7 @@ class Answer:
 
 @dataclass(frozen=True)
 class Keyed:
-    """A valid mail under an idempotency key; its id is the one the key stands for (ingest.idempotency). `field`
+    """A valid mail under an idempotency key; its id is the one the key stands for (ingest.mails.idempotency). `field`
     names where the key was given, `body` is what a refusal records and `digest` what a retry must match."""
 
     key: str
@@ -83,33 +78,17 @@ class Keyed:
     field: str = HEADER
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body; raises BodyTooLarge past `limit` bytes (ingest.bodies)."""
-    try:
-        return await bodies.read_limited(request, limit)
-    except bodies.BodyTooLarge as err:
-        raise BodyTooLarge("body", f"larger than {err.limit} bytes") from err
-
-
 def _unaccepted(mail: Mail, failure: BrokerUnavailable) -> Answer:
     """503: a timeout may hide a write, so a mail the broker may have is not called unaccepted."""
     if isinstance(failure, MaybeWritten):
-        log.warning("event=mail_maybe_accepted mail=%s error=%s", mail.id, failure)
+        log.warning("mail_maybe_accepted", extra={"mail": mail.id, "error": str(failure)})
         return refusal(503, _MAYBE_ACCEPTED, mail_id=mail.id, accepted="unknown")
-    log.warning("event=mail_not_accepted mail=%s error=%s", mail.id, failure)
+    log.warning("mail_not_accepted", extra={"mail": mail.id, "error": str(failure)})
     return refusal(503, _NOT_ACCEPTED, accepted=False)
 
 
 def refusal(status: int, message: str, headers: dict[str, str] | None = None, **extra: object) -> Answer:
     return Answer(status, {"error": message, **extra}, headers or {})
-
-
-def status_for(err: InvalidMail) -> int:
-    """413 for size, 400 when the body is not a JSON object at all or a header is malformed, 422 for a
-    field that is wrong."""
-    if isinstance(err, BodyTooLarge):
-        return 413
-    return 400 if err.field == "body" or isinstance(err, BadKey) else 422
 
 
 def mail_url(mail_id: str) -> str:
@@ -149,7 +128,7 @@ class Acceptor:
         try:
             await producer.send(topics.EVENTS, mail_id, encode_event(event))
         except BrokerUnavailable as exc:
-            log.error("event=rejected_event_unrecorded mail=%s error=%s", mail_id, exc)
+            log.error("rejected_event_unrecorded", extra={"mail": mail_id, "error": str(exc)})
         status = status_for(err)
         metrics.MAILS_REJECTED.labels(str(status)).inc()
         return refusal(status, str(err), field=err.field, mail_id=mail_id)
@@ -170,7 +149,7 @@ class Acceptor:
         for (mail, _), failure in zip(taken, unrecorded):
             if failure is not None:
                 # The mail is queued and will be delivered; only its acceptance record is missing.
-                log.error("event=accepted_event_unrecorded mail=%s error=%s", mail.id, failure)
+                log.error("accepted_event_unrecorded", extra={"mail": mail.id, "error": str(failure)})
         metrics.MAILS_ACCEPTED.inc(len(taken))
         return answers
 
@@ -188,7 +167,7 @@ class Acceptor:
             if recorded is None:
                 fresh.append((position, item, mail))
             elif recorded == item.digest:
-                log.info("event=idempotent_replay mail=%s", mail.id)
+                log.info("idempotent_replay", extra={"mail": mail.id})
                 answers[position] = accepted(mail, replayed=True)
             else:
                 reused.append((position, item, mail))
@@ -234,5 +213,5 @@ class Acceptor:
         try:
             return await run_in_threadpool(lambda: self._store().accepted_details(mail_ids, tenant=tenant))
         except (ClickHouseError, EOFError, OSError) as err:
-            log.warning("event=idempotency_lookup_failed mails=%d error=%r", len(mail_ids), err)
+            log.warning("idempotency_lookup_failed", extra={"mails": len(mail_ids), "error": repr(err)})
             raise KeyUnchecked() from err

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable
 
-from ingest.api_keys import DEFAULT_RATE, UNLIMITED, ApiKey
+from ingest.keys.api_key import DEFAULT_RATE, UNLIMITED, ApiKey
 
 
 class KeyLimits:

@@ -11,13 +11,13 @@ import uuid
 from dataclasses import dataclass
 
 from ingest import metrics
-from ingest.api_keys import ApiKey
+from ingest.keys.api_key import ApiKey
 from schemas import topics
 from schemas.events import encode_event, make_event, now_ms
 from schemas.kafka.producer import AsyncProducer, BrokerUnavailable
 from schemas.vocabulary import EventType
 
-log = logging.getLogger("mercury.ingest.over_rate")
+log = logging.getLogger("mercury.ingest.keys.over_rate")
 SUMMARY_S = 10.0
 FIELD = "authorization"
 
@@ -66,5 +66,5 @@ class OverRateTally:
             try:
                 await self._producer.send(topics.EVENTS, event["mail"], encode_event(event))
             except BrokerUnavailable as err:
-                log.error("event=over_rate_summary_unrecorded key=%s tenant=%s count=%d error=%s", key_id,
-                          seen.tenant, seen.count, err)
+                log.error("over_rate_summary_unrecorded",
+                          extra={"key": key_id, "tenant": seen.tenant, "count": seen.count, "error": str(err)})

@@ -1,7 +1,7 @@
 """`POST /api/v1.0/mails/batch`: many mails in one request, each accepted or refused on its own.
 
 High-volume senders pay one HTTP request per mail on the single route; here one request carries up to
-MAX_MAILS mails, and every mail is treated exactly as the single route treats it (ingest.acceptor): validated
+MAX_MAILS mails, and every mail is treated exactly as the single route treats it (ingest.mails.acceptor): validated
 by the same rules, published and acknowledged by the broker before it counts as accepted, recorded as a
 `rejected` event when refused, checked under its own idempotency key. The answer holds one result per mail,
 in order, and comes once the broker acknowledged every accepted mail (the mails are published concurrently).
@@ -20,13 +20,16 @@ from fastapi.responses import Response
 from pydantic import ConfigDict, Field
 from typing_extensions import NotRequired, TypedDict
 
-from ingest import openapi, over_rate
-from ingest.acceptor import API, REPLAYED_HEADER, Acceptor, Answer, Keyed, read_body, refusal
-from ingest.api_keys import ApiKey
-from ingest.auth import SEND, KeyedRoute, RateLimited
-from ingest.idempotency import KEY_RULE, MAX_KEY_CHARS, body_digest, is_key, mail_id_for
-from ingest.key_limits import KeyLimits
-from ingest.requests_body import mail_from_fields, new_id, parse_json
+from ingest import openapi
+from ingest.api_root import API
+from ingest.bodies import read_limited
+from ingest.keys.api_key import ApiKey
+from ingest.keys.auth import SEND, KeyedRoute, RateLimited
+from ingest.keys.limits import KeyLimits
+from ingest.mails import openapi as docs
+from ingest.mails.acceptor import REPLAYED_HEADER, Acceptor, Answer, Keyed, refusal
+from ingest.mails.idempotency import KEY_RULE, MAX_KEY_CHARS, body_digest, is_key, mail_id_for
+from ingest.mails.request_body import mail_from_fields, new_id, parse_json
 from ingest.responses import json_response
 from schemas.kafka.producer import AsyncProducer
 from schemas.model import Mail
@@ -40,7 +43,7 @@ KEY_FIELD = "idempotency_key"
 
 # The request and its answer --------------------------------------------------------------------------------
 
-class BatchMail(openapi.MailBody):
+class BatchMail(docs.MailBody):
     """One mail of a batch: the fields of `POST /mails/`, and its own idempotency key."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")
@@ -138,7 +141,7 @@ def install(app: FastAPI, acceptor: Acceptor, max_body_bytes: int) -> None:
         producer: AsyncProducer = request.app.state.producer
         body = b""
         try:
-            body = await read_body(request, max_body_bytes)
+            body = await read_limited(request, max_body_bytes)
             items = _items(body)
         except InvalidMail as err:
             return (await acceptor.reject(producer, new_id(api_key.tenant), err, body, api_key.tenant)).response()
@@ -149,7 +152,7 @@ def install(app: FastAPI, acceptor: Acceptor, max_body_bytes: int) -> None:
         if admitted < len(items):
             request.app.state.over_rate.refused(api_key, len(items) - admitted)
             limited = RateLimited(wait_s)
-            answers += [refusal(429, limited.detail, limited.headers, field=over_rate.FIELD)] * (len(items) - admitted)
+            answers += [refusal(429, limited.message, limited.headers, field=limited.field)] * (len(items) - admitted)
         return _response(answers)
 
     app.router.add_api_route(PATH, create_mails, methods=["POST"], status_code=202, route_class_override=KeyedRoute,

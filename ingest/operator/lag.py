@@ -21,18 +21,20 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 
 from analytics.rows import ROUTES
 from analytics.sink import SinkConfig
-from ingest import openapi
 from ingest.api_root import API
+from ingest.errors import GatewayError
+from ingest.keys.auth import OPERATOR
+from ingest.operator import openapi as docs
 from schemas import topics
 
-log = logging.getLogger("mercury.ingest.lag")
+log = logging.getLogger("mercury.ingest.operator.lag")
 # librdkafka logs every refused connection, several per request; one `lag_unavailable` line says it instead.
-kafka_log = logging.getLogger("mercury.ingest.lag.kafka")
+kafka_log = logging.getLogger("mercury.ingest.operator.lag.kafka")
 kafka_log.setLevel(logging.CRITICAL)
 PATH = f"{API}/analytics/lag"
 # The dispatcher's Faust app id (dispatcher/app.py) is its consumer group id.
@@ -160,20 +162,20 @@ def _remaining(deadline: float) -> float:
     return min(left, CALL_TIMEOUT_S)
 
 
-def router(bootstrap: str) -> APIRouter:
+def install(app: FastAPI, bootstrap: str) -> None:
+    """Operators only: the lag names every consumer group and topic of the fleet."""
     api = APIRouter(tags=["analytics"])
     reader = LagReader(bootstrap)
 
-    @api.get(PATH, **openapi.LAG)
+    @api.get(PATH, **docs.LAG)
     def lag() -> Response:
         """Per consumer group, topic and partition: committed offset, end offset and the lag between them."""
         try:
             measured = reader.measure(consumer_groups())
         except KafkaUnavailable as err:
-            log.warning("event=lag_unavailable error=%s", err)
-            return Response(orjson.dumps({"error": f"Kafka is unavailable: {err}"}), status_code=503,
-                            headers={"Retry-After": "2"}, media_type="application/json")
+            log.warning("lag_unavailable", extra={"error": str(err)})
+            raise GatewayError(503, f"Kafka is unavailable: {err}") from err
         return Response(orjson.dumps({"measured_at": int(time.time() * 1000), **measured}),
                         media_type="application/json")
 
-    return api
+    app.include_router(api, dependencies=[OPERATOR])

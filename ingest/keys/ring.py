@@ -11,8 +11,8 @@ key may be a new one), so a flood of made-up ids cannot hold thousands of connec
 import asyncio
 import logging
 
-from ingest.api_keys import ApiKey, parse_token
-from ingest.control_topic import ControlView
+from ingest.control.topic import ControlView
+from ingest.keys.api_key import ApiKey, parse_token
 from schemas import topics
 
 log = logging.getLogger("mercury.ingest.keys")
@@ -71,8 +71,8 @@ class KeyRing(ControlView):
         """Store a key (or its revocation) and return once this process applies it; raises ControlUnavailable."""
         await self._topic.loaded()
         await self._topic.write(key.id, key.encode())
-        log.info("event=key_written id=%s tenant=%s scopes=%s active=%s", key.id, key.tenant,
-                 ",".join(sorted(key.scopes)), key.active)
+        log.info("key_written", extra={"id": key.id, "tenant": key.tenant, "scopes": ",".join(sorted(key.scopes)),
+                                       "active": key.active})
 
     def _apply(self, key_id: str, value: bytes) -> None:
         if not value:

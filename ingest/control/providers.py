@@ -13,14 +13,16 @@ import logging
 import os
 from collections.abc import Mapping
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from ingest import openapi
-from ingest.admin_bodies import REFUSALS, Refused, json_object, refusal
 from ingest.api_root import API as ROOT
-from ingest.control_topic import ControlUnavailable, ControlView, not_stored
-from ingest.responses import error, json_response
+from ingest.control import openapi as docs
+from ingest.control.admin_bodies import json_object
+from ingest.control.topic import ControlUnavailable, ControlView, not_stored
+from ingest.errors import GatewayError
+from ingest.keys.auth import OPERATOR
+from ingest.responses import json_response
 from schemas import topics
 from schemas.control.provider_entries import (
     STORED,
@@ -104,7 +106,7 @@ class ProvidersApi(ControlView):
         secrets = {k: v for k, v in _changes(data, "secrets").items() if v is not None}
         await self._topic.refresh()
         if self._current(provider_id) is not None:
-            raise Refused(409, f"provider {provider_id} exists; change it with PUT {PREFIX}/{provider_id}", "id")
+            raise GatewayError(409, f"provider {provider_id} exists; change it with PUT {PREFIX}/{provider_id}", "id")
         settings = pinned(provider_type, self._env, settings, bool(secrets))
         entry = ProviderEntry(provider_id, provider_type, enabled, settings, tuple(sorted(secrets)),
                               updated_at=now_ms())
@@ -115,7 +117,7 @@ class ProvidersApi(ControlView):
         await self._topic.refresh()
         current = self._current(provider_id)
         if current is None:
-            raise Refused(404, f"provider {provider_id} not found", None)
+            raise GatewayError(404, f"provider {provider_id} not found")
         provider_type = _type(data["type"]) if "type" in data else current.type
         enabled = _flag(data, "enabled", current.enabled)
         secret_changes = _changes(data, "secrets")
@@ -141,63 +143,18 @@ class ProvidersApi(ControlView):
 
     async def _write(self, entry: ProviderEntry) -> None:
         await self._topic.write(entry.id, entry.encode())
-        log.info("event=provider_written id=%s type=%s enabled=%s removed=%s settings=%s secrets=%s", entry.id,
-                 entry.type, entry.enabled, entry.removed, ",".join(sorted(entry.settings)) or "-",
-                 ",".join(entry.secret_names) or "-")
-
-    def router(self) -> APIRouter:
-        routes = APIRouter(prefix=PREFIX, tags=["dispatcher"])
-
-        @routes.get("/", **openapi.LIST_PROVIDERS)
-        async def list_providers() -> Response:
-            try:
-                await self._topic.loaded()
-            except ControlUnavailable as err:
-                return error(503, f"the provider registry cannot be read now: {err}")
-            return json_response({"providers": self._listed()})
-
-        @routes.get("/{provider_id}", **openapi.GET_PROVIDER)
-        async def get_provider(provider_id: str) -> Response:
-            try:
-                await self._topic.loaded()
-            except ControlUnavailable as err:
-                return error(503, f"the provider registry cannot be read now: {err}")
-            entry = self._current(provider_id)
-            return (error(404, f"provider {provider_id} not found") if entry is None
-                    else json_response(self._view(entry)))
-
-        @routes.post("/", status_code=201, **openapi.CREATE_PROVIDER)
-        async def create_provider(request: Request) -> Response:
-            return await self._answer(request, CREATE_FIELDS, None, 201)
-
-        @routes.put("/{provider_id}", **openapi.CHANGE_PROVIDER)
-        async def change_provider(provider_id: str, request: Request) -> Response:
-            return await self._answer(request, CHANGE_FIELDS, provider_id, 200)
-
-        @routes.delete("/{provider_id}", status_code=204, **openapi.DELETE_PROVIDER)
-        async def delete_provider(provider_id: str) -> Response:
-            """Removed for good: the record stays, so no restart brings an environment default back."""
-            try:
-                await self._topic.refresh()
-                current = self._current(provider_id)
-                if current is None:
-                    return error(404, f"provider {provider_id} not found")
-                await self._write(ProviderEntry(provider_id, current.type, enabled=False, removed=True,
-                                                updated_at=now_ms()))
-            except ControlUnavailable as err:
-                return error(503, not_stored(err, "the removal"))
-            return Response(status_code=204)
-
-        return routes
+        log.info("provider_written", extra={
+            "id": entry.id, "type": entry.type, "enabled": entry.enabled, "removed": entry.removed,
+            "settings": ",".join(sorted(entry.settings)) or "-", "secrets": ",".join(entry.secret_names) or "-"})
 
     async def _answer(self, request: Request, fields: tuple[str, ...], provider_id: str | None,
                       status: int) -> Response:
+        data = await json_object(request, fields)
         try:
-            data = await json_object(request, fields)
             entry = await (self._create(data) if provider_id is None else self._change(provider_id, data))
             await self._write(entry)
-        except REFUSALS as err:
-            return refusal(err)
+        except ControlUnavailable as err:
+            raise not_stored(err, "the change") from err
         view = self._view(entry)
         return json_response(view, status, {"Location": view["url"]} if status == 201 else None)
 
@@ -237,12 +194,54 @@ def _opened(box: SecretBox | None, token: bytes) -> dict[str, str]:
     try:
         return open_secrets(box, token)
     except SecretsUnavailable as err:
-        raise Refused(503, f"secrets cannot be changed: {err}", "secrets") from err
+        raise GatewayError(503, f"secrets cannot be changed: {err}", "secrets") from err
 
 
 def _sealed(entry: ProviderEntry, secrets: dict[str, str], box: SecretBox | None) -> ProviderEntry:
     """The entry carrying its secrets encrypted; refuses to store any without a key."""
     if secrets and box is None:
-        raise Refused(503, f"secrets cannot be stored: {KEY_ENV} is not set on the gateway", "secrets")
+        raise GatewayError(503, f"secrets cannot be stored: {KEY_ENV} is not set on the gateway", "secrets")
     return ProviderEntry(entry.id, entry.type, entry.enabled, entry.settings, tuple(sorted(secrets)),
                          box.seal(secrets) if box else b"", entry.removed, entry.updated_at)
+
+
+def install(app: FastAPI, registry: ProvidersApi) -> None:
+    """Operators only."""
+    routes = APIRouter(prefix=PREFIX, tags=["dispatcher"])
+
+    @routes.get("/", **docs.LIST_PROVIDERS)
+    async def list_providers() -> Response:
+        await registry.loaded("the provider registry")
+        return json_response({"providers": registry._listed()})
+
+    @routes.get("/{provider_id}", **docs.GET_PROVIDER)
+    async def get_provider(provider_id: str) -> Response:
+        await registry.loaded("the provider registry")
+        entry = registry._current(provider_id)
+        if entry is None:
+            raise GatewayError(404, f"provider {provider_id} not found")
+        return json_response(registry._view(entry))
+
+    @routes.post("/", status_code=201, **docs.CREATE_PROVIDER)
+    async def create_provider(request: Request) -> Response:
+        return await registry._answer(request, CREATE_FIELDS, None, 201)
+
+    @routes.put("/{provider_id}", **docs.CHANGE_PROVIDER)
+    async def change_provider(provider_id: str, request: Request) -> Response:
+        return await registry._answer(request, CHANGE_FIELDS, provider_id, 200)
+
+    @routes.delete("/{provider_id}", status_code=204, **docs.DELETE_PROVIDER)
+    async def delete_provider(provider_id: str) -> Response:
+        """Removed for good: the record stays, so no restart brings an environment default back."""
+        try:
+            await registry._topic.refresh()
+            current = registry._current(provider_id)
+            if current is None:
+                raise GatewayError(404, f"provider {provider_id} not found")
+            await registry._write(ProviderEntry(provider_id, current.type, enabled=False, removed=True,
+                                            updated_at=now_ms()))
+        except ControlUnavailable as err:
+            raise not_stored(err, "the removal") from err
+        return Response(status_code=204)
+
+    app.include_router(routes, dependencies=[OPERATOR])

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable
 
+from ingest.errors import GatewayError
 from schemas.kafka.producer import AsyncProducer, BrokerUnavailable, MaybeWritten
 from schemas.kafka.publishing import Output
 from schemas.kafka.replica import TopicReplica
@@ -25,11 +26,12 @@ class Unconfirmed(ControlUnavailable):
     """A write was handed to the broker but not confirmed in time, or not read back: it may be stored."""
 
 
-def not_stored(err: ControlUnavailable, what: str) -> str:
-    """A 503's message that tells the truth: `what` was not stored, or may have been when unconfirmed."""
+def not_stored(err: ControlUnavailable, what: str) -> GatewayError:
+    """A 503 that tells the truth: `what` was not stored, or may have been when unconfirmed."""
     if isinstance(err, Unconfirmed):
-        return f"{what} may or may not have been stored ({err}); read it back to check before trying again"
-    return f"{what} was not stored: {err}"
+        return GatewayError(503, f"{what} may or may not have been stored ({err}); read it back to check before "
+                                 "trying again")
+    return GatewayError(503, f"{what} was not stored: {err}")
 
 
 class ControlTopic:
@@ -50,7 +52,7 @@ class ControlTopic:
         try:
             await self.loaded()
         except ControlUnavailable as err:
-            log.warning("event=control_topic_not_loaded topic=%s error=%s", self.topic, err)
+            log.warning("control_topic_not_loaded", extra={"topic": self.topic, "error": str(err)})
 
     def close(self) -> None:
         self._replica.close()
@@ -82,7 +84,9 @@ class ControlTopic:
     async def _within(self, waiting: object, what: str) -> None:
         try:
             await asyncio.wait_for(waiting, self._timeout_s)
-        except (TimeoutError, ControlUnavailable, BrokerUnavailable) as err:
+        except TimeoutError as err:
+            raise ControlUnavailable(f"{self.topic} could not be {what} within {self._timeout_s:g} s") from err
+        except (ControlUnavailable, BrokerUnavailable) as err:
             raise ControlUnavailable(f"{self.topic} could not be {what}: {err}") from err
 
     async def _publish(self, outputs: list[Output]) -> None:
@@ -109,6 +113,13 @@ class ControlView:
 
     def close(self) -> None:
         self._topic.close()
+
+    async def loaded(self, what: str) -> None:
+        """Wait until the topic was read up to this process's start; raises a 503 naming `what` cannot be read."""
+        try:
+            await self._topic.loaded()
+        except ControlUnavailable as err:
+            raise GatewayError(503, f"{what} cannot be read now: {err}") from err
 
     def _apply(self, key: str, value: bytes) -> None:
         raise NotImplementedError

@@ -3,8 +3,8 @@ operator key comes to be (and how one is revoked while no gateway runs). It is t
 command (deploy/cli/keys.py) and the local stack (deploy/stack.py) use.
 """
 
-from ingest.api_keys import DEFAULT_RATE, ApiKey, Scope, mint
-from ingest.key_ring import KeyRing
+from ingest.keys.api_key import DEFAULT_RATE, ApiKey, Scope, mint
+from ingest.keys.ring import KeyRing
 from schemas.events import now_ms
 from schemas.kafka.producer import AsyncProducer
 from schemas.model import DEFAULT_TENANT

@@ -10,24 +10,25 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException
 
 from ingest import metrics
-from ingest.api_keys import ApiKey, Scope
 from ingest.api_root import API
-from ingest.control_topic import ControlUnavailable
-from ingest.key_limits import KeyLimits, retry_after
-from ingest.key_ring import KeyRing, TooManyUnknown
+from ingest.control.topic import ControlUnavailable
+from ingest.errors import GatewayError
+from ingest.keys import over_rate
+from ingest.keys.api_key import ApiKey, Scope
+from ingest.keys.limits import KeyLimits, retry_after
+from ingest.keys.ring import KeyRing, TooManyUnknown
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="mk_<id>_<secret>",
                     description=f"An API key from `POST {API}/keys/` or `mercury keys create`: "
                                 "`Authorization: Bearer mk_<id>_<secret>`.")
 
 
-class RateLimited(HTTPException):
+class RateLimited(GatewayError):
     def __init__(self, wait_s: float) -> None:
         super().__init__(429, "this API key is over its request rate; retry after the Retry-After seconds",
-                         {"Retry-After": retry_after(wait_s)})
+                         over_rate.FIELD, {"Retry-After": retry_after(wait_s)})
 
 
 def require(*scopes: Scope) -> Callable[..., Awaitable[ApiKey]]:
@@ -42,19 +43,19 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[ApiKey]]:
         try:
             key = await ring.verify(credentials.credentials)
         except ControlUnavailable as err:
-            raise HTTPException(503, f"API keys cannot be checked now; retry later ({err})",
-                                {"Retry-After": "2"}) from err
+            raise GatewayError(503, f"API keys cannot be checked now; retry later ({err})",
+                               headers={"Retry-After": "2"}) from err
         except TooManyUnknown as err:
             metrics.UNKNOWN_KEYS_TURNED_AWAY.inc()
-            raise HTTPException(503, "too many requests with API keys this gateway does not know are waiting; "
-                                     "retry later", {"Retry-After": "1"}) from err
+            raise GatewayError(503, "too many requests with API keys this gateway does not know are waiting; "
+                                    "retry later", headers={"Retry-After": "1"}) from err
         if key is None:
             raise _unauthorized("the API key is not valid: unknown, revoked or mistyped")
         if key.scopes.isdisjoint(scopes):
-            raise HTTPException(403, f"this API key lacks the {' or '.join(scopes)} scope")
-        request.state.api_key = key
+            raise GatewayError(403, f"this API key lacks the {' or '.join(scopes)} scope")
         limits: KeyLimits = request.app.state.key_limits
         if (wait_s := limits.try_take(key)) > 0:
+            request.app.state.over_rate.refused(key)
             raise RateLimited(wait_s)
         return key
 
@@ -79,13 +80,13 @@ class KeyedRoute(APIRoute):
         return handler
 
 
-def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(401, message, {"WWW-Authenticate": 'Bearer realm="mercury"'})
+def _unauthorized(message: str) -> GatewayError:
+    return GatewayError(401, message, headers={"WWW-Authenticate": 'Bearer realm="mercury"'})
 
 
 SEND = Depends(require(Scope.SEND))
 READ = Depends(require(Scope.READ))
 # The fleet: providers, configurations, fleet-wide views, keys of any tenant.
 OPERATOR = Depends(require(Scope.OPERATOR))
-# Keys: a tenant administrator manages its own tenant's, an operator anyone's (ingest.keys_api tells them apart).
+# Keys: a tenant administrator manages its own tenant's, an operator anyone's (ingest.keys.routes tells them apart).
 KEY_ADMIN = Depends(require(Scope.TENANT_ADMIN, Scope.OPERATOR))

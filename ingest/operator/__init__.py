@@ -1,0 +1,1 @@
+"""What operators look at: the analytics API, consumer lag and the dashboard."""
