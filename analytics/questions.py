@@ -25,7 +25,6 @@ ClickHouse.
 """
 import math
 
-import orjson
 from clickhouse_driver import Client
 
 from analytics import tenants
@@ -119,22 +118,26 @@ _FEEDBACK_COUNTS = f"""
 
 # Refused requests per field refused, most first. A batch names its mail's position (`mails[3].recipients`): the
 # positions are left out (`mails[].recipients`), so one field of a batch's mails is one row. An over-rate summary
-# (ingest.keys.over_rate) stands for its `count` refused requests, any other rejection for one. The last refusal's
-# blob comes whole, its reason parsed here (18.16 has no JSONExtract).
+# (ingest.keys.over_rate) stands for its `count` refused requests, any other rejection for one. A field's name may
+# be a client's (an unknown key) and a reason quotes it: both are cut short here, and only the most refused fields
+# leave the server, so a flood of refusals with long made-up names costs the gateway nothing.
+_REFUSED = f"""
+    SELECT id, mail, created_at_ms,
+           substringUTF8(replaceRegexpAll(visitParamExtractString(blob, 'field'), %(position)s, '[]'), 1, 128) AS field,
+           greatest(visitParamExtractUInt(blob, 'count'), 1) AS requests,
+           substringUTF8(visitParamExtractString(blob, 'reason'), 1, 1000) AS reason
+    FROM events FINAL
+    PREWHERE event = %(event_rejected)s AND {IN_WINDOW}{tenants.REJECTIONS}
+"""
 _REJECTIONS = f"""
-    SELECT field, sum(requests) AS refused, argMax(blob, (created_at_ms, id)), argMax(mail, (created_at_ms, id)),
+    SELECT field, sum(requests) AS refused, argMax(reason, (created_at_ms, id)), argMax(mail, (created_at_ms, id)),
            max(created_at_ms)
-    FROM
-    (
-        SELECT id, mail, created_at_ms, blob,
-               replaceRegexpAll(visitParamExtractString(blob, 'field'), %(position)s, '[]') AS field,
-               greatest(visitParamExtractUInt(blob, 'count'), 1) AS requests
-        FROM events FINAL
-        PREWHERE event = %(event_rejected)s AND {IN_WINDOW}{tenants.REJECTIONS}
-    )
+    FROM ({_REFUSED})
     GROUP BY field
     ORDER BY refused DESC, field
+    LIMIT %(most)s
 """
+_REJECTED_TOTAL = f"SELECT sum(requests) FROM ({_REFUSED})"
 # A position in a field's name: `[3]`.
 _POSITION = r"\[[0-9]+\]"
 # The fields `rejections` names, most refused first; its total counts every one.
@@ -347,27 +350,15 @@ def rejections(
     """Requests refused in the window (`rejected` events: the gateway's validation and over-rate refusals, and the
     dispatcher's refusal of a mail): how many, and per field refused (null when the refusal named none), most
     first, how many, the last one's reason, the id it was recorded under (its trace) and when it was recorded.
-    An over-rate summary counts the requests it stands for and is recorded up to 10 s after them."""
-    query, values = tenants.scoped(_REJECTIONS, tenant, **_window(since_ms, until_ms, position=_POSITION))
+    An over-rate summary counts the requests it stands for and is recorded up to 10 s after them. Field names are
+    cut at 128 characters and reasons at 1,000."""
+    window = _window(since_ms, until_ms, position=_POSITION, most=MAX_REJECTED_FIELDS)
+    [(total,)] = client.execute(*tenants.scoped(_REJECTED_TOTAL, tenant, **window))
     fields = [
-        {"field": field or None, "count": count, "last_reason": _text_or_none(_blob(blob).get("reason")),
-         "last_mail": mail, "last_at": at}
-        for field, count, blob, mail, at in client.execute(query, values)
+        {"field": field or None, "count": count, "last_reason": reason or None, "last_mail": mail, "last_at": at}
+        for field, count, reason, mail, at in client.execute(*tenants.scoped(_REJECTIONS, tenant, **window))
     ]
-    return {"total": sum(row["count"] for row in fields), "fields": fields[:MAX_REJECTED_FIELDS]}
-
-
-def _blob(blob: str) -> dict:
-    """An event's detail; {} for a blob that is no JSON object (an outside producer's)."""
-    try:
-        detail = orjson.loads(blob or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return detail if isinstance(detail, dict) else {}
-
-
-def _text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return {"total": total, "fields": fields}
 
 
 def _duration_stats(

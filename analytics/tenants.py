@@ -35,7 +35,7 @@ _BLOB_TENANT = "visitParamExtractString(blob, 'tenant')"
 _CONDITIONS = {
     MAILS: " AND tenant = %(tenant)s",
     MAIL_EVENTS: f" AND (mail IN ({_TENANT_MAILS} AND id = %(mail)s)"
-                 f" OR event = '{EventType.REJECTED}' AND visitParamExtractString(blob, 'tenant') = %(tenant)s)",
+                 f" OR event = '{EventType.REJECTED}' AND {_BLOB_TENANT} = %(tenant)s)",
     LISTED_MAIL_EVENTS: f" AND mail IN ({_TENANT_MAILS} AND id IN %(mails)s)",
     REJECTIONS: f" AND ({_BLOB_TENANT} = %(tenant)s OR {_BLOB_TENANT} = '' AND mail IN ({_TENANT_MAILS} AND id IN"
                 f" (SELECT mail FROM events PREWHERE event = %(event_rejected)s AND {IN_WINDOW})))",

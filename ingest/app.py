@@ -27,6 +27,7 @@ from ingest.mails import routes as mails
 from ingest.mails.acceptor import Acceptor
 from ingest.operator import analytics, dashboard, lag
 from ingest.operator import openapi as operator_docs
+from ingest.webhooks import openapi as webhook_docs
 from ingest.webhooks import routes as webhooks
 from schemas.kafka.producer import AsyncProducer
 from schemas.logs import configure_logging
@@ -94,7 +95,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     dashboard.install(app)
     errors.install(app)
     openapi.install(app, *mail_docs.MODELS, *batch.MODELS, *index.MODELS, *schema_registry.MODELS,
-                    *operator_docs.MODELS, *webhooks.MODELS, *key_docs.MODELS, *control_docs.MODELS)
+                    *operator_docs.MODELS, *webhook_docs.MODELS, *key_docs.MODELS, *control_docs.MODELS)
 
     return app
 

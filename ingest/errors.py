@@ -52,10 +52,6 @@ def status_for(err: InvalidMail) -> int:
     return 400 if err.field == "body" or isinstance(err, Malformed) else 422
 
 
-def refused(err: InvalidMail) -> GatewayError:
-    return GatewayError(status_for(err), str(err), err.field)
-
-
 def install(app: FastAPI) -> None:
     """Answer every refusal, FastAPI's own (an unknown path, a query parameter of the wrong type) included, and a
     history store that cannot answer, in the one error shape."""
@@ -66,7 +62,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidMail)
     async def invalid(_request: Request, exc: InvalidMail) -> Response:
-        return refused(exc).response()
+        return GatewayError(status_for(exc), str(exc), exc.field).response()
 
     @app.exception_handler(InvalidSetting)
     async def invalid_setting(_request: Request, exc: InvalidSetting) -> Response:

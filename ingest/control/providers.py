@@ -17,8 +17,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
 from ingest.api_root import API as ROOT
+from ingest.bodies import json_object
 from ingest.control import openapi as docs
-from ingest.control.admin_bodies import json_object
 from ingest.control.topic import ControlUnavailable, ControlView, not_stored
 from ingest.errors import GatewayError
 from ingest.keys.auth import OPERATOR

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 
 from ingest.api_root import API
-from ingest.control.admin_bodies import json_object
+from ingest.bodies import json_object
 from ingest.control.topic import ControlUnavailable, not_stored
 from ingest.errors import GatewayError
 from ingest.keys import openapi as docs

@@ -22,14 +22,14 @@ from typing_extensions import NotRequired, TypedDict
 
 from ingest import openapi
 from ingest.api_root import API
-from ingest.bodies import read_limited
+from ingest.bodies import parse_json, read_limited
 from ingest.keys.api_key import ApiKey
 from ingest.keys.auth import SEND, KeyedRoute, RateLimited
 from ingest.keys.limits import KeyLimits
 from ingest.mails import openapi as docs
 from ingest.mails.acceptor import REPLAYED_HEADER, Acceptor, Answer, Keyed, refusal
 from ingest.mails.idempotency import KEY_RULE, MAX_KEY_CHARS, body_digest, is_key, mail_id_for
-from ingest.mails.request_body import mail_from_fields, new_id, parse_json
+from ingest.mails.request_body import mail_from_fields, new_id
 from ingest.responses import json_response
 from schemas.kafka.producer import AsyncProducer
 from schemas.model import Mail

@@ -5,8 +5,7 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import orjson
-
+from ingest.bodies import parse_json
 from schemas.events import now_ms
 from schemas.model import DEFAULT_TENANT, Attachment, Mail
 from schemas.validation import InvalidMail, check_mail, own_mail_id
@@ -26,17 +25,6 @@ _SEND_AT_FORMS = "an RFC 3339 timestamp with a timezone or integer milliseconds 
 def new_id(tenant: str) -> str:
     """A fresh id among the tenant's own (schemas.validation.own_mail_id)."""
     return own_mail_id(tenant, uuid.uuid4().hex)
-
-
-def parse_json(body: bytes) -> dict:
-    """The body as a JSON object; raises InvalidMail('body', ...) otherwise."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise InvalidMail("body", f"not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise InvalidMail("body", "must be a JSON object")
-    return data
 
 
 def _string(data: dict, field: str, default: str | None = None) -> str:

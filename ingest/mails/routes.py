@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from analytics.store import MailStore
 from ingest.api_root import API
-from ingest.bodies import read_limited
+from ingest.bodies import parse_json, read_limited
 from ingest.config import IngestConfig
 from ingest.errors import GatewayError
 from ingest.keys.api_key import ApiKey
@@ -21,7 +21,7 @@ from ingest.mails import batch
 from ingest.mails import openapi as docs
 from ingest.mails.acceptor import Acceptor, Keyed, mail_url
 from ingest.mails.idempotency import body_digest, idempotency_key, mail_id_for
-from ingest.mails.request_body import EVENT_NAME, mail_from_body, new_id, parse_json
+from ingest.mails.request_body import EVENT_NAME, mail_from_body, new_id
 from ingest.responses import json_response
 from schemas import topics
 from schemas.events import encode_event, make_event

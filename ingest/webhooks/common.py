@@ -72,7 +72,8 @@ class WebhookKeyInvalid(ValueError):
     """A configured webhook key cannot be used; the gateway refuses to start with it."""
 
 
-def parse_json(body: bytes) -> object:
+def parse_payload(body: bytes) -> object:
+    """A provider's JSON payload, whatever its shape (each provider's module checks it); raises a 400."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:

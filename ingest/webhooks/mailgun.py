@@ -23,7 +23,7 @@ from ingest.webhooks.common import (
     epoch_ms,
     feedback_record,
     optional_text,
-    parse_json,
+    parse_payload,
     required_text,
     timestamp_seconds,
 )
@@ -79,7 +79,7 @@ class MailgunVerifier(ReplayGuard):
         WebhookRefused (SignatureInvalid included) and reserves nothing then. Nothing raises once the token is
         reserved: anything left to refuse is left to the records' reader."""
         # Mailgun's signature sits inside the JSON body and covers only its timestamp and token.
-        document = parse_json(body)
+        document = parse_payload(body)
         if not isinstance(document, dict):
             raise WebhookRefused(400, "body: must be a JSON object with signature and event-data")
         return self.verify(document.get("signature")), partial(mailgun_records, document.get("event-data"))

@@ -22,7 +22,7 @@ from ingest.bodies import read_limited
 from ingest.config import IngestConfig
 from ingest.errors import BodyTooLarge, GatewayError
 from ingest.responses import json_response
-from ingest.webhooks import openapi
+from ingest.webhooks import openapi as docs
 from ingest.webhooks.common import SCHEMA, RecordsOf, Verified, WebhookRefused
 from ingest.webhooks.mailgun import MailgunVerifier
 from ingest.webhooks.sendgrid import SendGridVerifier
@@ -34,8 +34,6 @@ log = logging.getLogger("mercury.ingest.webhooks.routes")
 PREFIX = f"{API}/webhooks"
 # Providers retry webhooks for hours: no need to have them knock again within seconds.
 SLOW_RETRY = {"Retry-After": "10"}
-# The OpenAPI components the endpoints' entries refer to (ingest.openapi.install).
-MODELS = openapi.MODELS
 
 # A provider's `check`: verifies a raw body with its request's headers, reserving the request's replay key, and
 # nothing else may raise once it is reserved: anything left to refuse is left to its RecordsOf.
@@ -106,14 +104,14 @@ def install(app: FastAPI, config: IngestConfig) -> None:
             else:
                 verifier.mark_used(verified)
 
-    @api.post("/mailgun", **openapi.MAILGUN_WEBHOOK)
+    @api.post("/mailgun", **docs.MAILGUN_WEBHOOK)
     async def mailgun_webhook(request: Request) -> Response:
         """Mailgun webhooks (JSON): one event per request."""
         if mailgun is None:
             return _unconfigured("mailgun", "Mailgun")
         return await handle("mailgun", request, mailgun)
 
-    @api.post("/sendgrid", **openapi.SENDGRID_WEBHOOK)
+    @api.post("/sendgrid", **docs.SENDGRID_WEBHOOK)
     async def sendgrid_webhook(request: Request) -> Response:
         """SendGrid Signed Event Webhook: a JSON array of events per request."""
         if sendgrid is None:

@@ -28,7 +28,7 @@ from ingest.webhooks.common import (
     epoch_ms,
     feedback_record,
     optional_text,
-    parse_json,
+    parse_payload,
     required_text,
     timestamp_seconds,
 )
@@ -113,7 +113,7 @@ def _ecdsa_signature(header: str) -> tuple[bytes, str]:
 
 
 def _body_records(body: bytes, received_at: int) -> list[dict]:
-    return sendgrid_records(parse_json(body), received_at)
+    return sendgrid_records(parse_payload(body), received_at)
 
 
 def sendgrid_records(batch: object, received_at: int) -> list[dict]:

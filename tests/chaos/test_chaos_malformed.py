@@ -10,7 +10,7 @@ import uuid
 import requests
 from confluent_kafka import KafkaError, Producer
 
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.events import now_ms
 from schemas.validation import MAX_MAIL_BYTES
 from schemas.vocabulary import IDEMPOTENCY_HEADER, EventType
@@ -21,7 +21,7 @@ WARM_S = 3.0
 ROUNDS = 2
 # Over the mail size limit, still under the broker's record size limit.
 OVERSIZED_CONTENT_BYTES = MAX_MAIL_BYTES + 1
-REQUEST = "mercury.MailRequest"
+REQUEST = registry.MAIL_REQUEST
 
 
 def request(mail_id: str, recipients: list[str] | None = None, content: str = "hello") -> dict:

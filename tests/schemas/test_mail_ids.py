@@ -13,7 +13,7 @@ from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import RETRY_SCHEMA, Source
 from ingest.mails.idempotency import legacy_mail_id_for, mail_id_for
 from ingest.mails.request_body import mail_from_body, new_id
-from schemas import codec, topics
+from schemas import codec, registry, topics
 from schemas.model import DEFAULT_TENANT, Mail
 from schemas.validation import ForeignMailId, check_mail, check_mail_id
 
@@ -98,7 +98,7 @@ def test_a_refused_id_is_dead_lettered_under_the_records_place_not_under_the_id(
     """Before any provider, breaker or ledger: nothing of it may land on the mail the id names (another tenant's,
     maybe). A mail already on the retry ladder under such an id is refused the same way."""
     record = outside("order-4711")
-    payload = codec.encode("mercury.MailRequest", record)
+    payload = codec.encode(registry.MAIL_REQUEST, record)
     if source.topic != topics.REQUESTS:
         payload = codec.encode(RETRY_SCHEMA, {"mail": record, "level": 0, "due_at": 0, "excluded": [],
                                               "last_error": "503"})
@@ -119,7 +119,7 @@ def test_a_refused_id_is_dead_lettered_under_the_records_place_not_under_the_id(
 def test_another_invalid_record_is_still_filed_under_its_own_id():
     record = {**outside("acme:order-4711"), "recipients": ["not an address"]}
     dispatcher = Dispatcher([], None, None, None, None, (1.0,), True, "test-worker")
-    outputs = asyncio.run(dispatcher.handle(codec.encode("mercury.MailRequest", record), b"acme:order-4711",
+    outputs = asyncio.run(dispatcher.handle(codec.encode(registry.MAIL_REQUEST, record), b"acme:order-4711",
                                             Source(topics.REQUESTS, 0, 3, 0)))
     [letter], events = letters_and_events(outputs)
     assert letter["mail_id"] == "acme:order-4711" and letter["reason"].startswith("recipients:")
@@ -129,10 +129,10 @@ def test_another_invalid_record_is_still_filed_under_its_own_id():
 def test_the_sink_stores_no_mail_under_an_id_that_is_not_its_tenants():
     """Stored, the refused record would make the id's events (another tenant's mail) this tenant's to read."""
     with pytest.raises(UnusableRecord, match="must begin with 'acme:'"):
-        to_row(topics.REQUESTS, 0, 1, codec.encode("mercury.MailRequest", outside("order-4711")))
-    table, row = to_row(topics.REQUESTS, 0, 2, codec.encode("mercury.MailRequest", outside("acme:order-4711")))
+        to_row(topics.REQUESTS, 0, 1, codec.encode(registry.MAIL_REQUEST, outside("order-4711")))
+    table, row = to_row(topics.REQUESTS, 0, 2, codec.encode(registry.MAIL_REQUEST, outside("acme:order-4711")))
     assert table == "mails" and (row[0], row[-1]) == ("acme:order-4711", "acme")
-    _, row = to_row(topics.REQUESTS, 0, 3, codec.encode("mercury.MailRequest", outside(uuid.uuid4().hex,
+    _, row = to_row(topics.REQUESTS, 0, 3, codec.encode(registry.MAIL_REQUEST, outside(uuid.uuid4().hex,
                                                                                        origin="http")))
     assert row[-1] == "acme"
 
@@ -141,7 +141,7 @@ def test_a_letter_under_a_refused_id_is_not_replayed():
     """Put back as it is it would be refused again, and its `replayed` event would join the mail the id names."""
     def letter(record: dict) -> Letter:
         return Letter(mail_id="mail.requests:0:1", reason="id: ...", outcome="malformed", source_topic=topics.REQUESTS,
-                      source_partition=0, source_offset=1, payload=codec.encode("mercury.MailRequest", record),
+                      source_partition=0, source_offset=1, payload=codec.encode(registry.MAIL_REQUEST, record),
                       dead_at=1, partition=0, offset=0)
 
     refused = letter(outside("order-4711"))

@@ -10,7 +10,7 @@ import pytest
 from dispatcher.delivery import Dispatcher
 from dispatcher.jobs import MAX_REASON_CHARS, Job, Source
 from ingest.mails.request_body import mail_from_body
-from schemas import codec, topics, validation
+from schemas import codec, registry, topics, validation
 from schemas.model import DEFAULT_TENANT, Attachment, Mail
 from schemas.validation import InvalidMail, check_mail, own_mail_id
 
@@ -207,7 +207,7 @@ def test_an_outside_record_with_a_malformed_tenant_becomes_a_dead_letter():
     """The refusal comes before any provider, breaker or ledger is consulted, so the dispatcher needs none."""
     record = {"id": "outside-2", "sender": "shop@example.com", "recipients": ["bob@example.com"],
               "subject": "s", "content": "c", "created_at": 1, "tenant": "Not A Tenant"}
-    payload = codec.encode("mercury.MailRequest", record)
+    payload = codec.encode(registry.MAIL_REQUEST, record)
     dispatcher = Dispatcher([], None, None, None, None, (1.0,), True, "test-worker")
     outputs = asyncio.run(dispatcher.handle(payload, b"outside-2", Source(topics.REQUESTS, 0, 7, 0)))
     [letter] = [codec.decode(o.value)[1] for o in outputs if o.topic == topics.DEAD]
@@ -252,7 +252,7 @@ def test_the_largest_valid_mail_fits_its_retry_record_and_its_dead_letter():
         "attachments": tuple(Attachment(f"{n}{'f' * 250}", "application/" + "x" * 200, b"")
                              for n in range(validation.MAX_ATTACHMENTS)),
     }
-    used = len(codec.encode("mercury.MailRequest", Mail(**fields).to_record()))
+    used = len(codec.encode(registry.MAIL_REQUEST, Mail(**fields).to_record()))
     mail = Mail(**fields | {"content": "c" * (validation.MAX_MAIL_BYTES - used)})
     while True:  # grow the body to within a kilobyte of the limit
         try:
@@ -266,6 +266,6 @@ def test_the_largest_valid_mail_fits_its_retry_record_and_its_dead_letter():
     letter = codec.encode("mercury.DeadLetter", {
         "mail_id": mail.id, "reason": (wide * 10)[:MAX_REASON_CHARS], "outcome": "exhausted",
         "source_topic": topics.retry_topic(0), "source_partition": 0, "source_offset": 1,
-        "payload": codec.encode("mercury.MailRequest", mail.to_record()), "dead_at": 1})
+        "payload": codec.encode(registry.MAIL_REQUEST, mail.to_record()), "dead_at": 1})
     assert len(retry) < KAFKA_RECORD_BYTES - RECORD_FRAMING
     assert len(letter) < KAFKA_RECORD_BYTES - RECORD_FRAMING
