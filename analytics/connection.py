@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 from clickhouse_driver import Client
 
+from schemas import endpoints
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Bound every wait: a dead server must fail a call, not hang it.
@@ -34,8 +36,8 @@ def connect(env: Mapping[str, str] = os.environ) -> Client:
     Connects lazily, on the first query; a lost connection is reopened by the next query.
     """
     return Client(
-        env.get("CLICKHOUSE_HOST", "127.0.0.1"),
-        port=int(env.get("CLICKHOUSE_PORT", "9000")),
+        endpoints.clickhouse_host(env),
+        port=endpoints.clickhouse_port(env),
         database=database_name(env),
         user=env.get("CLICKHOUSE_USER", "default"),
         password=env.get("CLICKHOUSE_PASSWORD", ""),

@@ -31,7 +31,7 @@ from analytics.rollups.settle import Settler
 from analytics.rollups.touches import with_touches
 from analytics.rows import ROUTES, UnusableRecord, to_row
 from analytics.writer import Writer
-from schemas import topics
+from schemas import endpoints, topics
 from schemas.events import now_ms
 from schemas.logs import configure_logging
 
@@ -57,7 +57,7 @@ class SinkConfig:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "SinkConfig":
         defaults = cls()
         return cls(
-            bootstrap=env.get("KAFKA_BOOTSTRAP", defaults.bootstrap),
+            bootstrap=endpoints.kafka_bootstrap(env),
             group=env.get("MERCURY_SINK_GROUP", defaults.group),
             batch_size=int(env.get("MERCURY_SINK_BATCH_SIZE", defaults.batch_size)),
             batch_seconds=float(env.get("MERCURY_SINK_BATCH_SECONDS", defaults.batch_seconds)),

@@ -24,6 +24,7 @@ from deploy.webhook_keys import WEBHOOK_PATH, WebhookKeys
 from ingest.api_root import API
 from ingest.keys.admin import create_key, store_key
 from ingest.keys.api_key import UNLIMITED, ApiKey, Scope
+from schemas import endpoints
 from schemas.control.secrets import KEY_ENV as SECRETS_KEY_ENV
 from schemas.logs import configure_logging, find_events
 
@@ -35,15 +36,15 @@ KILL_WAIT_S = 30.0
 @dataclass(frozen=True)
 class StackConfig:
     state_dir: Path
-    kafka_port: int = 9092
-    clickhouse_port: int = 9000
-    clickhouse_http_port: int = 8123
-    ingest_port: int = 8080
-    mailgun_port: int = 8025
-    sendgrid_port: int = 8026
-    postmark_port: int = 8027
-    smtp_port: int = 8028
-    sandbox_control_port: int = 8029
+    kafka_port: int = endpoints.DEFAULT_PORTS[endpoints.KAFKA_PORT]
+    clickhouse_port: int = endpoints.DEFAULT_PORTS[endpoints.CLICKHOUSE_PORT]
+    clickhouse_http_port: int = endpoints.DEFAULT_PORTS[endpoints.CLICKHOUSE_HTTP_PORT]
+    ingest_port: int = endpoints.DEFAULT_PORTS[endpoints.INGEST_PORT]
+    mailgun_port: int = endpoints.DEFAULT_PORTS["MERCURY_SANDBOX_MAILGUN_PORT"]
+    sendgrid_port: int = endpoints.DEFAULT_PORTS["MERCURY_SANDBOX_SENDGRID_PORT"]
+    postmark_port: int = endpoints.DEFAULT_PORTS["MERCURY_SANDBOX_POSTMARK_PORT"]
+    smtp_port: int = endpoints.DEFAULT_PORTS["MERCURY_SANDBOX_SMTP_PORT"]
+    sandbox_control_port: int = endpoints.DEFAULT_PORTS["MERCURY_SANDBOX_CONTROL_PORT"]
     dispatchers: int = 2
     partitions: int = 4
     worker_niceness: int = 5
@@ -56,15 +57,15 @@ class StackConfig:
         env = dict(os.environ if env is None else env)
         return cls(
             state_dir=Path(env.get("MERCURY_STATE_DIR", str(ROOT / ".state"))).resolve(),
-            kafka_port=int(env.get("MERCURY_KAFKA_PORT", "9092")),
-            clickhouse_port=int(env.get("CLICKHOUSE_PORT", "9000")),
-            clickhouse_http_port=int(env.get("MERCURY_CLICKHOUSE_HTTP_PORT", "8123")),
-            ingest_port=int(env.get("MERCURY_INGEST_PORT", "8080")),
-            mailgun_port=int(env.get("MERCURY_SANDBOX_MAILGUN_PORT", "8025")),
-            sendgrid_port=int(env.get("MERCURY_SANDBOX_SENDGRID_PORT", "8026")),
-            postmark_port=int(env.get("MERCURY_SANDBOX_POSTMARK_PORT", "8027")),
-            smtp_port=int(env.get("MERCURY_SANDBOX_SMTP_PORT", "8028")),
-            sandbox_control_port=int(env.get("MERCURY_SANDBOX_CONTROL_PORT", "8029")),
+            kafka_port=endpoints.port(endpoints.KAFKA_PORT, env),
+            clickhouse_port=endpoints.clickhouse_port(env),
+            clickhouse_http_port=endpoints.clickhouse_http_port(env),
+            ingest_port=endpoints.port(endpoints.INGEST_PORT, env),
+            mailgun_port=endpoints.port("MERCURY_SANDBOX_MAILGUN_PORT", env),
+            sendgrid_port=endpoints.port("MERCURY_SANDBOX_SENDGRID_PORT", env),
+            postmark_port=endpoints.port("MERCURY_SANDBOX_POSTMARK_PORT", env),
+            smtp_port=endpoints.port("MERCURY_SANDBOX_SMTP_PORT", env),
+            sandbox_control_port=endpoints.port("MERCURY_SANDBOX_CONTROL_PORT", env),
             dispatchers=int(env.get("MERCURY_DISPATCHERS", "2")),
             partitions=int(env.get("MERCURY_PARTITIONS", "4")),
             worker_niceness=int(env.get("MERCURY_WORKER_NICENESS", "5")),
@@ -255,6 +256,41 @@ class LocalStack:
         return [name for name, proc in self.processes.items() if proc.proc is not None and not proc.alive()]
 
 
+def exports(config: StackConfig, admin_key: str) -> dict[str, str]:
+    """What a shell needs for `mercury` and for its own producer to reach this stack (schemas.endpoints reads them),
+    however its ports were shifted."""
+    return {
+        endpoints.API_URL: config.api_url,
+        endpoints.API_KEY: admin_key,
+        endpoints.KAFKA_BOOTSTRAP: config.bootstrap,
+        endpoints.SCHEMA_REGISTRY_URL: f"{config.api_url}{endpoints.SCHEMA_REGISTRY_PATH}",
+        endpoints.SANDBOX_URL: config.sandbox_url,
+    }
+
+
+def banner(config: StackConfig, logs: Path, admin_key: str) -> str:
+    """What `make run` prints once the stack is up: where each part is, the exports, and a mail to send."""
+    metrics = "\n".join(f"    {name + ':':14}{url}" for name, url in config.metrics_urls().items())
+    shell = "\n".join(f"  export {name}={value}" for name, value in exports(config, admin_key).items())
+    return f"""
+Mercury is running. Logs: {logs}
+  API:       {config.api_url}{API}/
+  Dashboard: {config.api_url}/dashboard
+  Sandbox:   {config.sandbox_url}/sandbox/mailgun/messages
+  Webhooks:  the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
+  Metrics (Prometheus):
+{metrics}
+For `mercury`, the dashboard, your own Kafka producer and the README's examples, paste into your shell (the local
+API key has every scope; it is also in {config.state_dir / "admin-key"}):
+{shell}
+Send a mail:
+  curl -si -X POST {config.api_url}{API}/mails/ -H 'Authorization: Bearer {admin_key}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "Hello", "content": "Hi Bob"}}'
+Press Ctrl-C to stop.
+"""
+
+
 def main() -> None:
     configure_logging()
     config = StackConfig.from_env()
@@ -267,23 +303,7 @@ def main() -> None:
     except StartupError as err:
         log.error("stack_failed", extra={"error": str(err)})
         sys.exit(1)
-    metrics = "\n".join(f"    {name + ':':14}{url}" for name, url in config.metrics_urls().items())
-    print(f"""
-Mercury is running. Logs: {stack.logs}
-  API:      {config.api_url}{API}/
-  Dashboard: {config.api_url}/dashboard
-  Sandbox:  {config.sandbox_url}/sandbox/mailgun/messages
-  Webhooks: the sandbox posts signed provider events to {config.api_url}{WEBHOOK_PATH}/<provider> (topic mail.feedback)
-  Metrics (Prometheus):
-{metrics}
-Local API key (every scope; also in {config.state_dir / "admin-key"}), for `mercury` and the dashboard:
-  export MERCURY_API_KEY={stack.admin_key}
-Send a mail:
-  curl -si -X POST {config.api_url}{API}/mails/ -H 'Authorization: Bearer {stack.admin_key}' \\
-       -H 'Content-Type: application/json' \\
-       -d '{{"sender": "alice@example.com", "recipients": "bob@example.com", "subject": "Hello", "content": "Hi Bob"}}'
-Press Ctrl-C to stop.
-""", flush=True)
+    print(banner(config, stack.logs, stack.admin_key), flush=True)
     exit_code = 0
     while not stopping.wait(1.0):
         if dead := stack.dead():

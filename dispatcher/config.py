@@ -4,6 +4,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from schemas import endpoints
 from schemas.control.configurations import BREAKERS, RATE_LIMITS, RETRY_LADDER, environment_values
 from schemas.kafka.timings import KafkaTimings
 
@@ -33,7 +34,7 @@ class DispatcherConfig:
         if in_flight < 1:
             raise ValueError("MERCURY_DISPATCH_IN_FLIGHT must be at least 1")
         return cls(
-            bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            bootstrap=endpoints.kafka_bootstrap(env),
             worker_id=env.get("MERCURY_WORKER_ID", f"dispatcher-{socket.gethostname()}-{os.getpid()}"),
             max_in_flight=in_flight,
             # MERCURY_SEND_THREADS is this setting's name from when each send held a thread.

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from ingest.tls import CERT_ENV, KEY_ENV, check_tls_files
 from ingest.webhooks.sendgrid import load_sendgrid_public_key
+from schemas import endpoints
 from schemas.kafka.timings import KafkaTimings
 
 # Where the gateway's worker processes keep their Prometheus metrics (prometheus-client multiprocess mode).
@@ -25,6 +26,8 @@ class IngestConfig:
     key_burst: int = 200
     # Connections (and requests in progress) per worker process; past it a request is answered 503 at once.
     max_connections: int = 1000
+    # One logfmt line per request (method, route template, status, latency, key id; never a secret).
+    access_log: bool = True
     # Webhook secrets: empty means that provider's webhook answers 503. Kept out of repr, so never logged.
     mailgun_webhook_signing_key: str = field(default="", repr=False)
     sendgrid_webhook_public_key: str = field(default="", repr=False)
@@ -53,8 +56,8 @@ class IngestConfig:
         env = dict(os.environ if env is None else env)
         return cls(
             host=env.get("MERCURY_INGEST_HOST", "127.0.0.1"),
-            port=int(env.get("MERCURY_INGEST_PORT", "8080")),
-            bootstrap=env.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            port=endpoints.port(endpoints.INGEST_PORT, env),
+            bootstrap=endpoints.kafka_bootstrap(env),
             max_body_bytes=int(env.get("MERCURY_MAX_BODY_BYTES", "900000")),
             delivery_timeout_ms=int(env.get("MERCURY_KAFKA_DELIVERY_TIMEOUT_MS", "5000")),
             workers=int(env.get("MERCURY_INGEST_WORKERS", "2")),
@@ -62,6 +65,7 @@ class IngestConfig:
             key_rate_per_s=float(env.get("MERCURY_KEY_RATE_PER_S", "100")),
             key_burst=int(env.get("MERCURY_KEY_BURST", "200")),
             max_connections=int(env.get("MERCURY_INGEST_MAX_CONNECTIONS", "1000")),
+            access_log=env.get("MERCURY_ACCESS_LOG", "true").strip().lower() not in ("false", "0", "no", "off"),
             mailgun_webhook_signing_key=env.get("MERCURY_MAILGUN_WEBHOOK_SIGNING_KEY", "").strip(),
             sendgrid_webhook_public_key=env.get("MERCURY_SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
             tls_cert_file=env.get(CERT_ENV, "").strip(),

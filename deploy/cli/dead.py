@@ -3,17 +3,18 @@
 
     mercury dead list   [--reason R]... [--id ID]... [--since T] [--until T] [--json]
     mercury dead replay [--reason R]... [--id ID]... [--since T] [--until T] | --all
+
+The broker is --bootstrap, else KAFKA_BOOTSTRAP, else 127.0.0.1:$MERCURY_KAFKA_PORT (schemas.endpoints), and a
+failure to reach it names it.
 """
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from deploy.cli.output import configure_logging, one_line, show_time
+from deploy.cli.output import TIME_HELP, configure_logging, one_line, parse_time, show_time
 from dispatcher.dead_letters import (
     PROGRESS_EVERY_S,
     Letter,
@@ -25,11 +26,9 @@ from dispatcher.dead_letters import (
     kafka_log,
     replay,
 )
-from schemas import topics
+from schemas import endpoints, topics
 from schemas.kafka.producer import kafka_log as producer_kafka_log
 from schemas.vocabulary import DeadReason
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def format_letter(letter: Letter) -> str:
@@ -55,19 +54,6 @@ def letter_json(letter: Letter) -> str:
     }).decode()
 
 
-def parse_time(text: str) -> int:
-    """ISO 8601 with a timezone, or milliseconds since the epoch; a naive time would depend on the host."""
-    if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither ISO 8601 nor milliseconds since the epoch") from err
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone (add Z or +hh:mm)")
-    return (moment - EPOCH) // timedelta(milliseconds=1)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """`list` and `replay` take the same filters, so a replay acts on exactly what a listing showed."""
     parser = argparse.ArgumentParser(prog="mercury dead",
@@ -83,13 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--bootstrap", help="the Kafka broker (default: KAFKA_BOOTSTRAP, else "
+                                            "127.0.0.1:$MERCURY_KAFKA_PORT, 9092 unless set)")
     parser.add_argument("--reason", action="append", default=[], choices=[str(r) for r in DeadReason],
                         help="letter outcome (repeatable)")
     parser.add_argument("--id", action="append", default=[], dest="ids", metavar="MAIL_ID",
                         help="mail id (repeatable)")
-    parser.add_argument("--since", type=parse_time, help="dead_at at or after (ISO 8601 with timezone, or ms)")
-    parser.add_argument("--until", type=parse_time, help="dead_at before (ISO 8601 with timezone, or ms)")
+    parser.add_argument("--since", type=parse_time, help=f"dead_at at or after: {TIME_HELP}")
+    parser.add_argument("--until", type=parse_time, help="dead_at before, like --since")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the broker before giving up (default 30)")
 
@@ -130,6 +117,9 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"not replayable  {letter.mail_id}  {letter.outcome}  {letter.source}  {one_line(why)}")
     for letter, why in report.failed:
         print(f"failed  {letter.mail_id}  {one_line(why)}")
+    if report.failed:
+        print(f"error: the broker at {args.bootstrap} did not take {len(report.failed)} replays (the broker is "
+              f"{endpoints.KAFKA_FROM})", file=sys.stderr)
     print(f"replayed {len(report.replayed)}, not replayable {len(report.not_replayable)}, "
           f"failed {len(report.failed)}, older letters skipped {choice.superseded}, "
           f"already replayed {choice.already_replayed}")
@@ -166,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("replay needs a filter (--reason, --id, --since, --until) or --all, not both")
     configure_logging(kafka_log, producer_kafka_log)
     try:
+        args.bootstrap = args.bootstrap or endpoints.kafka_bootstrap()
+    except ValueError as err:  # a port variable that is not a port
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
         return run_list(args) if args.command == "list" else run_replay(args)
     except ReadError as err:
-        print(f"error: {err}", file=sys.stderr)
+        sys.stdout.flush()
+        print(f"error: {err} (the broker is {endpoints.KAFKA_FROM})", file=sys.stderr)
         return 1

@@ -4,19 +4,28 @@ how the first operator key comes to be and how one is revoked while no gateway r
     mercury keys create [--tenant T] [--scope S]... [--name N] [--rate R] [--burst B] [--json]
     mercury keys list   [--tenant T] [--json]
     mercury keys revoke ID
+
+The broker is --bootstrap, else KAFKA_BOOTSTRAP, else 127.0.0.1:$MERCURY_KAFKA_PORT (schemas.endpoints), and a
+failure to reach it names it.
 """
 import argparse
 import asyncio
-import os
 import sys
 
 import orjson
 
 from deploy.cli.output import configure_logging, show_time
-from ingest.control.topic import ControlUnavailable
+from ingest.control.topic import ControlUnavailable, Unconfirmed
 from ingest.keys.admin import create_key, list_keys, revoke_key
 from ingest.keys.api_key import DEFAULT_RATE, UNLIMITED, ApiKey, InvalidKeyRequest, Scope
+from schemas import endpoints
+from schemas.kafka.producer import kafka_log as producer_kafka_log
+from schemas.kafka.replica import kafka_log as replica_kafka_log
 from schemas.model import DEFAULT_TENANT
+
+# Chatter while the broker is away (each retried connection, each failed read); the command's own error names it.
+QUIET = (replica_kafka_log, producer_kafka_log, "mercury.producer", "mercury.schemas.kafka.replica",
+         "mercury.ingest.control")
 
 
 def _show(key: ApiKey, token: str | None, as_json: bool) -> str:
@@ -39,7 +48,8 @@ def _show(key: ApiKey, token: str | None, as_json: bool) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """`--bootstrap` comes before the verb: every verb talks to the same key topic."""
     parser = argparse.ArgumentParser(prog="mercury keys", description="Mint, list and revoke API keys.")
-    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.add_argument("--bootstrap", help="the Kafka broker (default: KAFKA_BOOTSTRAP, else "
+                                            "127.0.0.1:$MERCURY_KAFKA_PORT, 9092 unless set)")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="mint a key and print it (once)")
     create.add_argument("--tenant", default=DEFAULT_TENANT)
@@ -61,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`mercury keys ...`; exit 1 with the reason on stderr when the request is invalid or the broker is away."""
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging(*QUIET)
+    try:
+        args.bootstrap = args.bootstrap or endpoints.kafka_bootstrap()
+    except ValueError as err:  # a port variable that is not a port
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     try:
         if args.command == "create":
             scopes = tuple(args.scopes or (Scope.SEND, Scope.READ))
@@ -77,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: no key {args.key_id}", file=sys.stderr)
                 return 1
             print(f"revoked {key.id} (tenant {key.tenant})")
-    except (InvalidKeyRequest, ControlUnavailable) as err:
+    except InvalidKeyRequest as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except ControlUnavailable as err:
+        what = "an unconfirmed write to" if isinstance(err, Unconfirmed) else "no answer from"
+        print(f"error: {what} the broker at {args.bootstrap}: {err} (the broker is {endpoints.KAFKA_FROM})",
+              file=sys.stderr)
         return 1
     return 0

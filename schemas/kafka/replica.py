@@ -65,12 +65,20 @@ class TopicReplica:
     async def caught_up(self) -> None:
         """Return once every record written to the topic before this call has been applied."""
         self.start()
-        await self._loop.run_in_executor(None, self._started.wait)
+        await self._loop.run_in_executor(None, self._wait_started)
+        if not self._started.is_set():
+            await self._loop.create_future()  # closed before the topic was found: never caught up
         key = f"{MARKER}{self._instance}/{next(self._sequence)}"
         done = self._loop.create_future()
         self._markers[key] = (set(self._partitions), done)
         await self._publish([Output(self.topic, key, b"", partition) for partition in self._partitions])
         await done
+
+    def _wait_started(self) -> None:
+        """Until the topic's partitions are known, or the replica is closed: a thread left waiting would keep the
+        loop's executor, and so asyncio.run, from ever returning."""
+        while not self._started.wait(0.1) and not self._stopping.is_set():
+            pass
 
     def close(self) -> None:
         self._stopping.set()
