@@ -32,7 +32,7 @@ from analytics.lifecycle import EVENT_SEQUENCE, IN_WINDOW, params
 from analytics.rollups import milestones, provider_slots
 from analytics.rollups.spans import MINUTE_MS
 from analytics.rows import LAST_MS
-from analytics.store import QUEUED, MailStore
+from analytics.store import QUEUED, SENDING, MailStore
 from schemas import events
 from schemas.vocabulary import BREAKER_STATES, TERMINAL_EVENTS, EventType, HealthState
 
@@ -182,13 +182,15 @@ _OPTIONAL_TEXT = ("provider", "outcome", "cause", "status", "message_id")
 # The causes `failure_causes` counts, in the order its answer gives them (the gateway documents them from here).
 CAUSES = ("network", "provider_outage", "rate_limit", "permanent", "provider_failure", "ambiguous")
 _TERMINAL = {event.value for event in TERMINAL_EVENTS}
-# The events whose message_id is the provider's id of this mail's send (a duplicate repeats the first send's).
-_SENDING = {EventType.SENT.value, EventType.DUPLICATE.value}
+# The events whose message_id is the provider's id of this mail's send (as analytics.store reads them).
+_SENDING = frozenset(SENDING)
 
 
 def mail_trace(client: Client, mail_id: str, tenant: str | None = None) -> dict | None:
     """A mail's whole life: when it entered, whether it was rejected, the providers tried, why attempts
-    failed, where it is now, and what the providers reported afterwards (joined by their message ids).
+    failed, where it is now (its latest event, or once a provider reported on its send what the reports say:
+    analytics.store.MailStore.feedback_status), and what the providers reported afterwards (joined by their
+    message ids).
     None when nothing is known about the id, or when the mail is not `tenant`'s."""
     store = MailStore(client)
     mail = store.get_mail(mail_id, tenant=tenant)
@@ -209,6 +211,8 @@ def mail_trace(client: Client, mail_id: str, tenant: str | None = None) -> dict 
     message_ids = tuple(sorted({e["message_id"] for e in events if e["message_id"] and e["event"] in _SENDING}))
     feedback = [dict(zip(_FEEDBACK_FIELDS, row)) for row in client.execute(
         _TRACE_FEEDBACK, {"message_ids": message_ids})] if message_ids else []
+    # Once a provider reported on the send, the status is what its reports say, as GET /mails/<id> shows it.
+    reported = store.feedback_status({mail_id: message_ids}).get(mail_id) if feedback else None
     return {
         "mail": mail,
         "accepted_at": min(accepted) if accepted else None,
@@ -218,7 +222,8 @@ def mail_trace(client: Client, mail_id: str, tenant: str | None = None) -> dict 
             {key: event[key] for key in ("created_at", "provider", "outcome", "cause", "status")}
             for event in events if event["event"] == EventType.ATTEMPT_FAILED
         ],
-        "status": events[-1]["event"] if events else QUEUED,
+        "status": reported["status"] if reported else events[-1]["event"] if events else QUEUED,
+        "bounce": reported["bounce"] if reported else None,
         "finished_at": finished[0] if finished else None,
         "events": events,
         "feedback": feedback,

@@ -8,6 +8,7 @@ from typing_extensions import NotRequired, TypedDict
 from ingest.mails.idempotency import MAX_KEY_CHARS
 from ingest.openapi import (
     BAD_PARAMETER,
+    JSON,
     NOT_FOUND,
     RETRY_AFTER,
     STORE_DOWN,
@@ -86,7 +87,25 @@ class StoredMail(TypedDict):
     content: str
     origin: Annotated[str, Field(description="http or kafka")]
     created_at: Annotated[int, Field(description="ms since the epoch")]
-    status: Annotated[str, Field(description="the latest event, or queued")]
+    status: Annotated[str, Field(description=(
+        "the latest event, or queued; once a provider reported on the send, what its reports say: complained (a "
+        "recipient marked it as spam), bounced (a recipient's server refused it, see bounce), or delivered (every "
+        "recipient reported on has it: delivered, opened, clicked or unsubscribed)"))]
+    bounce: NotRequired[Annotated[Literal["hard", "soft"], Field(description=(
+        "with status bounced: hard when an address refused it for good, soft when a server refused it for now and "
+        "nothing since showed it arrived"))]]
+    url: str
+    events_url: str
+
+
+class RejectedMail(TypedDict):
+    """A request refused under this id (the `mail_id` of its 422): it never became a mail."""
+
+    id: str
+    status: Literal["rejected"]
+    reason: Annotated[str | None, Field(description="why it was refused, as the 422 said")]
+    field: Annotated[str | None, Field(description="the field refused; null when the refusal named none")]
+    created_at: Annotated[int, Field(description="when it was refused, ms since the epoch")]
     url: str
     events_url: str
 
@@ -115,7 +134,7 @@ class MailEvents(TypedDict):
     events: list[MailEvent]
 
 
-MODELS = (MailBody, ClientEventBody, MailAccepted, StoredMail, MailPage, MailEvent, MailEvents)
+MODELS = (MailBody, ClientEventBody, MailAccepted, StoredMail, RejectedMail, MailPage, MailEvent, MailEvents)
 
 
 # Route entries ---------------------------------------------------------------------------------------------
@@ -138,8 +157,11 @@ CREATE_MAIL = {
 }
 LIST_MAILS = {"responses": {200: answer_doc(MailPage, "one page of mails, newest first"), 422: BAD_PARAMETER,
                             503: STORE_DOWN}}
-GET_MAIL = {"responses": {200: answer_doc(StoredMail, "the mail with its current status"), 404: NOT_FOUND,
-                          422: BAD_PARAMETER, 503: STORE_DOWN}}
+GET_MAIL = {"responses": {200: {"description": "the mail with its current status, or the request refused under the id",
+                                "content": {JSON: {"schema": {"anyOf": [
+                                    {"$ref": f"#/components/schemas/{model.__name__}"}
+                                    for model in (StoredMail, RejectedMail)]}}}},
+                          404: NOT_FOUND, 422: BAD_PARAMETER, 503: STORE_DOWN}}
 LIST_EVENTS = {"responses": {200: answer_doc(MailEvents, "the mail's events in order"), 404: NOT_FOUND,
                              422: BAD_PARAMETER, 503: STORE_DOWN}}
 GET_EVENT = {"responses": {200: answer_doc(MailEvent, "the event"), 404: NOT_FOUND, 422: BAD_PARAMETER,

@@ -1,7 +1,8 @@
-"""`/api/v1.0/mails/`: accept a mail, read a tenant's mails and their events, record a client's own event.
+"""`/api/v1.0/mails/`: accept a mail, read a tenant's mails (and its refused requests) and their events, record a
+client's own event. `/api/v1.0/mails` answers as `/api/v1.0/mails/`.
 
 A mail is accepted once the broker has it (ingest.mails.acceptor); reads come from ClickHouse and see only the
-caller's tenant.
+caller's tenant. A mail's status follows the providers' reports once it is sent (analytics.store).
 """
 from collections.abc import Callable
 
@@ -58,8 +59,13 @@ def install(app: FastAPI, acceptor: Acceptor, store: Callable[[], MailStore], co
 
     app.router.add_api_route(f"{API}/mails/", create_mail, methods=["POST"], status_code=202,
                              route_class_override=KeyedRoute, **docs.CREATE_MAIL)
+    # `/mails` is answered as `/mails/`, not redirected: a client does not reliably repeat a POST's body after a
+    # 307. Undocumented, so the OpenAPI document has each operation once.
+    app.router.add_api_route(f"{API}/mails", create_mail, methods=["POST"], status_code=202,
+                             route_class_override=KeyedRoute, include_in_schema=False)
     batch.install(app, acceptor, config.max_batch_body_bytes)
 
+    @app.get(f"{API}/mails", include_in_schema=False)
     @app.get(f"{API}/mails/", **docs.LIST_MAILS)
     def list_mails(page: int = Query(1, json_schema_extra={"minimum": 1, "maximum": MAX_PAGE}),
                    per_page: int = Query(50, json_schema_extra={"minimum": 1, "maximum": MAX_PER_PAGE}),
@@ -79,7 +85,8 @@ def install(app: FastAPI, acceptor: Acceptor, store: Callable[[], MailStore], co
 
     @app.get(f"{API}/mails/{{mail_id}}", **docs.GET_MAIL)
     def get_mail(mail_id: str, api_key: ApiKey = READ) -> Response:
-        mail = store().get_mail(mail_id, tenant=api_key.tenant)
+        """The mail with its status, or a request refused under that id (the `mail_id` of its 422)."""
+        mail = store().get_mail(mail_id, tenant=api_key.tenant) or store().get_rejection(mail_id, tenant=api_key.tenant)
         if mail is None:
             raise GatewayError(404, f"mail {mail_id} not found")
         return json_response(_with_links(mail))

@@ -135,7 +135,10 @@ class Trace(TypedDict):
     rejected: bool
     providers_tried: list[str]
     failures: list[dict[str, Any]]
-    status: str
+    status: Annotated[str, Field(description=(
+        "the latest event, or `queued`; once a provider reported on the send, `delivered`, `bounced` or "
+        "`complained` (as `GET /mails/<id>` shows it)"))]
+    bounce: Annotated[str | None, Field(description="`hard` or `soft` when the status is `bounced`, else null")]
     finished_at: int | None
     events: list[dict[str, Any]]
     feedback: list[dict[str, Any]]

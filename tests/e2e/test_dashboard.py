@@ -106,7 +106,7 @@ def test_the_page_shows_the_apis_numbers_and_a_mails_trace(stack, api, sandbox, 
     page.wait_for_selector('#trace tr[data-event="sent"]', timeout=15_000)
     assert page.is_visible('#trace tr[data-event="accepted"]')
     assert page.is_visible('#trace tr[data-feedback="delivered"]')
-    assert page.get_attribute('#trace [data-field="trace-status"]', "data-value") == "sent"
+    assert page.get_attribute('#trace [data-field="trace-status"]', "data-value") == "delivered"
     assert f"mail={ids[0]}" in page.url
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

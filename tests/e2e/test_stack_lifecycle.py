@@ -80,6 +80,6 @@ def test_the_stack_stops_cleanly_and_keeps_its_history(tmp_path):
     second = RunningStack(env, tmp_path / "second.log")
     try:
         mail = second.session().get(f"{api}/mails/{mail_id}", timeout=10).json()
-        assert mail["subject"] == "kept across runs" and mail["status"] == "sent"
+        assert mail["subject"] == "kept across runs" and mail["status"] in ("sent", "delivered")
     finally:
         second.terminate()

@@ -17,6 +17,7 @@ GIVE_UP_BYTES = 64 * 1024 * 1024
 # (method, path, needs the stack's key, limit in bytes)
 ENTRY_POINTS = (
     ("POST", "/api/v1.0/mails/", True, 900_000),
+    ("POST", "/api/v1.0/mails", True, 900_000),
     ("POST", "/api/v1.0/mails/batch", True, 10_000_000),
     ("POST", "/api/v1.0/mails/any-mail/events/", True, 900_000),
     ("POST", "/api/v1.0/keys/", True, 65_536),

@@ -72,7 +72,7 @@ def test_two_tenants_publishing_one_id_each_read_only_their_own_mail(api: str, s
 
     # The default tenant's mail (read above) came after the refused record on the same partition: the sink has
     # seen both, so what follows is the final answer, not a race.
-    assert read_mail(api, ours, ORDER)["status"] == "sent"
+    assert read_mail(api, ours, ORDER)["status"] in ("sent", "delivered")
     assert [e["event"] for e in ours.get(f"{api}/mails/{ORDER}/events/", timeout=10).json()["events"]] == [
         "accepted", "dispatched", "sent"]
     for path in (f"/mails/{ORDER}", f"/mails/{ORDER}/events/"):

@@ -417,7 +417,8 @@
         f.reason && `reason=${f.reason}`, f.url && `url=${f.url}`].filter(Boolean).join(" "))));
     box.replaceChildren(
       el("p", { class: "summary", "data-mail": id },
-        el("strong", { "data-field": "trace-status", "data-value": trace.status }, trace.status),
+        el("strong", { "data-field": "trace-status", "data-value": trace.status },
+          trace.bounce ? `${trace.status} (${trace.bounce})` : trace.status),
         ` · accepted ${fmtStamp(accepted)} · finished ${fmtStamp(trace.finished_at)} · providers tried: `,
         trace.providers_tried.join(", ") || "none"),
       el("table", { class: "events" },
