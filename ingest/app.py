@@ -84,7 +84,7 @@ def create_app(config: IngestConfig | None = None) -> FastAPI:
     # The mail routes come first: every mail takes them, and they are matched before any other is tried.
     mails.install(app, Acceptor(stores.get), stores.get, config)
     index.install(app)
-    metrics.install(app)
+    metrics.install(app, config.access_log)
     schema_registry.install(app)
     analytics.install(app, stores.get_client)
     lag.install(app, config.bootstrap)

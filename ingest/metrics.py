@@ -4,6 +4,7 @@ uvicorn runs several workers, each with its own counters; prometheus-client's mu
 them in files under PROMETHEUS_MULTIPROC_DIR (set by `python -m ingest` before any worker starts), and
 `/metrics` on any worker adds up every worker's files, so a scrape sees the whole gateway.
 """
+import logging
 import os
 import time
 
@@ -14,6 +15,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.config import MULTIPROC_ENV
+
+access = logging.getLogger("mercury.ingest.access")
+# Where ingest.keys.auth leaves the id of a request's valid key, for the access log.
+KEY_ID_STATE = "key_id"
 
 REQUESTS = Counter("mercury_ingest_requests_total", "HTTP requests answered, by route and status.",
                    ["endpoint", "status"])
@@ -40,9 +45,9 @@ METRICS = {"response_class": PlainTextResponse,
                                "content": {"text/plain": {"schema": {"type": "string"}}}}}}
 
 
-def install(app: FastAPI) -> None:
-    """`/metrics` for Prometheus, and the middleware counting every answer."""
-    app.add_middleware(RequestMetrics)
+def install(app: FastAPI, access_log: bool) -> None:
+    """`/metrics` for Prometheus, and the middleware counting (and with `access_log`, logging) every answer."""
+    app.add_middleware(RequestMetrics, access_log=access_log)
 
     @app.get("/metrics", **METRICS)
     def prometheus_metrics() -> Response:
@@ -60,10 +65,13 @@ def render() -> tuple[bytes, str]:
 
 
 class RequestMetrics:
-    """ASGI middleware counting each answer under its route template, so mail ids never become labels."""
+    """ASGI middleware counting each answer under its route template, so mail ids never become labels, and
+    logging it: the route template, not the path, so a log line never carries a mail id or a query's values;
+    the key's id (`ingest.keys.auth` sets it once the key is valid), never its secret."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = True) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,5 +91,10 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
+            elapsed_s = time.perf_counter() - started
             REQUESTS.labels(endpoint, str(status)).inc()
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            LATENCY.labels(endpoint).observe(elapsed_s)
+            if self.access_log:
+                access.info("request", extra={
+                    "method": scope["method"], "route": endpoint, "status": status,
+                    "ms": round(elapsed_s * 1000, 1), "key": scope.get("state", {}).get(KEY_ID_STATE, "-")})

@@ -53,6 +53,7 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[ApiKey]]:
             raise _unauthorized("the API key is not valid: unknown, revoked or mistyped")
         if key.scopes.isdisjoint(scopes):
             raise GatewayError(403, f"this API key lacks the {' or '.join(scopes)} scope")
+        setattr(request.state, metrics.KEY_ID_STATE, key.id)
         limits: KeyLimits = request.app.state.key_limits
         if (wait_s := limits.try_take(key)) > 0:
             request.app.state.over_rate.refused(key)
